@@ -1,0 +1,1 @@
+"""Backbone families, the IVBackbone and its factory."""

@@ -1,0 +1,65 @@
+"""``AdaptedBlock``: a frozen timm block plus its two IV-tuning insertion points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..modules.adapters import InsertionPoint
+from .recipes import Recipe
+
+
+class AdaptedBlock(nn.Module):
+    """Runs ``block`` as its recipe says and applies ``x_p <- HA(x_p) + IPA(z)`` after each residual.
+
+    Only the patch tokens ``x_p`` are adapted: prefix tokens (class, registers) pass untouched.
+    Unknown attributes are forwarded to the wrapped block, because timm walks into blocks
+    (e.g. Swin's ``set_input_size``).
+    """
+
+    def __init__(self, block: nn.Module, recipe: Recipe, dim: int, **adapter_kwargs: Any) -> None:
+        super().__init__()
+        self.block = block
+        self.recipe = recipe
+        self.iv_attn = InsertionPoint(dim, **adapter_kwargs)
+        self.iv_mlp = InsertionPoint(dim, **adapter_kwargs)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        z: torch.Tensor,
+        hw: tuple[int, int],
+        num_prefix_tokens: int = 0,
+        **block_kwargs: Any,
+    ) -> torch.Tensor:
+        """x: (B, P + h*w, C) tokens, z: (B, h*w, C) internal prompt; returns tokens of x's shape."""
+        x = self.recipe.attn(self.block, x, hw, **block_kwargs)
+        x = self._adapt(self.iv_attn, x, z, hw, num_prefix_tokens)
+        x = self.recipe.mlp(self.block, x, hw)
+        return self._adapt(self.iv_mlp, x, z, hw, num_prefix_tokens)
+
+    @staticmethod
+    def _adapt(
+        point: InsertionPoint, x: torch.Tensor, z: torch.Tensor, hw: tuple[int, int], num_prefix_tokens: int
+    ) -> torch.Tensor:
+        if num_prefix_tokens == 0:
+            return point(x, z, hw)
+        prefix, patches = x[:, :num_prefix_tokens], x[:, num_prefix_tokens:]
+        return torch.cat([prefix, point(patches, z, hw)], dim=1)
+
+    def iv_modules(self) -> list[nn.Module]:
+        return [self.iv_attn, self.iv_mlp]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # read the wrapped block straight from __dict__: during __init__, deepcopy or unpickling it may not be
+            # there yet, and going through getattr again would recurse forever
+            block = self.__dict__.get("_modules", {}).get("block")
+            if block is None:
+                raise
+            return getattr(block, name)
