@@ -124,6 +124,7 @@ def load_adapter(
         pretrained=pretrained,
         weights=weights,
         out_indices=config.get("out_indices"),
+        adapter_dropout=config.get("adapter_dropout", 0.1),
         **config.get("timm_kwargs", {}),
     )
     load_trainable(model, load_file(str(directory / WEIGHTS_NAME), device=str(map_location)),

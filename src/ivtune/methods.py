@@ -18,17 +18,18 @@ class Method:
     name: str
     description: str
     adapters: bool  # wrap every block with HA/IPA insertion points
+    ir_input: bool  # build the IR patch embedding + prompt stem (False: the model ignores the IR image)
     configure: Callable[[IVBackbone], None]  # sets requires_grad
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, description: str, *, adapters: bool) -> Callable:
+def register_method(name: str, description: str, *, adapters: bool, ir_input: bool = True) -> Callable:
     def deco(fn: Callable[[IVBackbone], None]) -> Callable[[IVBackbone], None]:
         if name in METHODS:
             raise ConfigError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, description, adapters, fn)
+        METHODS[name] = Method(name, description, adapters, ir_input, fn)
         return fn
 
     return deco
@@ -50,4 +51,10 @@ def _iv_tuning(backbone: IVBackbone) -> None:
 
 @register_method("full", "the IV-tuning network with every parameter trainable (full fine-tuning)", adapters=True)
 def _full(backbone: IVBackbone) -> None:
+    backbone.requires_grad_(True)
+
+
+@register_method("vis-only-full", "the plain backbone on the visible image alone, fully fine-tuned (the authors' FFT "
+                 "baseline; the IR image is ignored)", adapters=False, ir_input=False)
+def _vis_only_full(backbone: IVBackbone) -> None:
     backbone.requires_grad_(True)

@@ -66,3 +66,20 @@ def test_prefix_tokens_bypass_adapters():
     assert iv.num_prefix_tokens == 5
     vis, ir = pair(hw)
     assert iv(vis, ir)[2].shape[-2:] == (hw[0] // 14, hw[1] // 14)
+
+
+@pytest.mark.parametrize("key", ["vit", "swin"])
+def test_vis_only_full_is_the_plain_model(key):
+    plain, _ = plain_and_iv(key)
+    name, kwargs, _, hw = TINY[key]
+    torch.manual_seed(0)
+    vis_only = build_backbone(name, method="vis-only-full", **kwargs).eval()
+    assert all(p.requires_grad for p in vis_only.parameters())
+    assert sum(p.numel() for p in vis_only.parameters()) == sum(p.numel() for p in plain.parameters())
+    vis, ir = pair(hw)
+    with torch.no_grad():
+        a = vis_only.forward_intermediates(vis, ir)
+        b = vis_only.forward_intermediates(vis, ir + 5.0)  # the IR image is ignored
+        ref = plain.forward_intermediates(vis, indices=sorted(set(vis_only.out_indices)), intermediates_only=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert torch.equal(a[-1], ref[-1])

@@ -39,6 +39,8 @@ class IVBackbone(nn.Module):
         family: its :class:`Family`.
         out_indices: Swin: stage indices; ViT/EVA: the four block indices tapped for the pyramid.
         adapters: wrap every block with HA/IPA insertion points (False: IR embedding + prompt only).
+        ir_input: build the IR patch embedding and prompt stem; False gives a visible-only backbone that ignores
+            ``ir`` (the authors' full-fine-tuning baseline; requires ``adapters=False``).
         adapter_kwargs: ``adapter_hidden``, ``prompt_hidden``, ``dropout`` for the insertion points.
         prompt_hidden: EMPG width (8 in the final method, 64 in the authors' ViTDet-B).
     """
@@ -50,6 +52,7 @@ class IVBackbone(nn.Module):
         out_indices: list[int] | tuple[int, ...] | None = None,
         *,
         adapters: bool = True,
+        ir_input: bool = True,
         adapter_kwargs: dict[str, Any] | None = None,
         prompt_hidden: int = 8,
     ) -> None:
@@ -59,6 +62,8 @@ class IVBackbone(nn.Module):
         self.build_config: dict[str, Any] = {}  # filled by the factory; written into adapter_config.json
         self.out_indices = self._check_out_indices(model, family, out_indices)
         self._check_blocks(model, family)  # validate everything before mutating the model
+        if adapters and not ir_input:
+            raise UnsupportedModelError("adapters need the internal prompt, which comes from the IR input")
 
         embed = model.patch_embed
         dim = embed.proj.out_channels
@@ -66,8 +71,9 @@ class IVBackbone(nn.Module):
         self.num_prefix_tokens = 0 if family.hierarchical else int(getattr(model, "num_prefix_tokens", 0))
         has_norm = not isinstance(getattr(embed, "norm", nn.Identity()), nn.Identity)
         norm_eps = getattr(embed.norm, "eps", 1e-5) if has_norm else 1e-5
-        self.ir_patch_embed = IRPatchEmbed(dim, self.patch_size, norm=has_norm, norm_eps=norm_eps)
-        self.prompt_stem = PromptStem(dim, prompt_hidden)
+        self.ir_input = ir_input
+        self.ir_patch_embed = IRPatchEmbed(dim, self.patch_size, norm=has_norm, norm_eps=norm_eps) if ir_input else None
+        self.prompt_stem = PromptStem(dim, prompt_hidden) if ir_input else None
         self.model = model
         self.has_adapters = adapters
         if adapters:
@@ -133,7 +139,7 @@ class IVBackbone(nn.Module):
     # ------------------------------------------------------------------ trainable parts
     def iv_modules(self) -> list[nn.Module]:
         """The IV-tuning modules, found structurally: IR embedding, prompt stem, every insertion point."""
-        mods: list[nn.Module] = [self.ir_patch_embed, self.prompt_stem]
+        mods: list[nn.Module] = [self.ir_patch_embed, self.prompt_stem] if self.ir_input else []
         for m in self.model.modules():
             if isinstance(m, AdaptedBlock):
                 mods.extend(m.iv_modules())
@@ -218,7 +224,9 @@ class IVBackbone(nn.Module):
             return self._forward_hierarchical(vis, ir)
         return self._forward_columnar(vis, ir)
 
-    def _prompt(self, vis_tokens: torch.Tensor, ir: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def _prompt(self, vis_tokens: torch.Tensor, ir: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor | None:
+        if not self.ir_input:
+            return None
         ir_tokens = self.ir_patch_embed(ir).flatten(1, 2)
         return self.prompt_stem(vis_tokens, ir_tokens, hw)
 
@@ -241,7 +249,8 @@ class IVBackbone(nn.Module):
             hw = tuple(m.patch_embed.dynamic_feat_size(tuple(vis.shape[-2:])))
         c = x.shape[-1]
         p0 = self._prompt(x.reshape(b, -1, c), ir, hw)
-        x = x + p0.reshape(x.shape)
+        if p0 is not None:
+            x = x + p0.reshape(x.shape)
         rope = None
         if self.family.name == "eva":
             x, rope = m._pos_embed(x)
@@ -271,7 +280,8 @@ class IVBackbone(nn.Module):
         x = m.patch_embed(vis)  # (B, h, w, C0)
         b, h, w, c = x.shape
         p0 = self._prompt(x.reshape(b, -1, c), ir, (h, w))
-        x = x + p0.reshape(x.shape)
+        if p0 is not None:
+            x = x + p0.reshape(x.shape)
         outs = {}
         last = max(self.out_indices)
         for s, stage in enumerate(m.layers[: last + 1]):

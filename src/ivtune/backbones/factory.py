@@ -40,6 +40,7 @@ def build_backbone(
     weights: str | Path | None = None,
     out_indices: list[int] | tuple[int, ...] | None = None,
     adapter_init: str = "default",
+    adapter_dropout: float = 0.1,
     **timm_kwargs: Any,
 ) -> IVBackbone:
     """Build a two-input (visible + infrared) backbone from a timm model name.
@@ -51,6 +52,7 @@ def build_backbone(
         weights: a local ``.safetensors`` / ``.pth`` state dict for this timm model; wins over ``pretrained``.
         out_indices: Swin: stages to return; ViT/EVA: the four blocks tapped for the pyramid.
         adapter_init: ``default`` (the authors' init) or ``zeros`` (last projections zeroed: identity at start).
+        adapter_dropout: dropout inside every Hybrid Adapter (0.1 in the authors' code).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``depth=2, embed_dim=64`` for a tiny test model,
             ``img_size=(480, 640)``, ``drop_path_rate=0.2``).
 
@@ -83,7 +85,10 @@ def build_backbone(
     elif pretrained:
         load_into(model, download_pretrained(model, name), source=f"the timm hub ({name})")
 
-    backbone = IVBackbone(model, family, out_indices, adapters=method_spec.adapters)
+    if not 0.0 <= adapter_dropout < 1.0:
+        raise ConfigError(f"adapter_dropout must be in [0, 1), got {adapter_dropout}.")
+    backbone = IVBackbone(model, family, out_indices, adapters=method_spec.adapters, ir_input=method_spec.ir_input,
+                          adapter_kwargs={"dropout": adapter_dropout})
     method_spec.configure(backbone)
     if adapter_init == "zeros":
         with torch.no_grad():
@@ -92,6 +97,7 @@ def build_backbone(
         "name": name,
         "method": method,
         "out_indices": list(backbone.out_indices),
+        "adapter_dropout": adapter_dropout,
         "timm_kwargs": dict(timm_kwargs),
         "pretrained": bool(pretrained and weights is None),
         "weights_file": Path(weights).name if weights is not None else None,
