@@ -51,5 +51,70 @@ def params(backbone: str, method: str, as_json: bool) -> None:
     click.echo(f"ratio      {counts['ratio']:>13.2%}  (trainable / pretrained backbone)")
 
 
+
+def _overrides(values: tuple[str, ...]) -> list[str]:
+    return list(values)  # one KEY=VALUE per --set; values may contain spaces ("[256, 320]")
+
+
+_set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                           help="Override a config key, e.g. --set train.max_steps=100 (repeatable).")
+
+
+@main.command()
+@click.argument("config_or_run", type=click.Path())
+@_set_option
+@click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
+def train(config_or_run: str, overrides: tuple[str, ...], resume: bool) -> None:
+    """Train from a YAML CONFIG (or resume the run directory CONFIG_OR_RUN with --resume)."""
+    from .engine.run import train as run_train
+
+    run_dir = run_train(config_or_run, _overrides(overrides), resume=resume)
+    click.echo(f"run directory: {run_dir}")
+
+
+@main.command(name="eval")
+@click.argument("config_or_run", type=click.Path())
+@click.option("--split", default=None, help="Split to evaluate (default: the config's test split).")
+@_set_option
+def evaluate(config_or_run: str, split: str | None, overrides: tuple[str, ...]) -> None:
+    """Evaluate a trained run (its directory, or the config it was trained from)."""
+    from .engine.run import evaluate as run_eval
+
+    results = run_eval(config_or_run, split=split, overrides=_overrides(overrides))
+    for cond, res in results.items():
+        click.echo(f"{cond:>6}: mIoU {res['miou']:.2f}  pixel acc {res['pixel_acc']:.2f}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--vis", "vis_path", required=True, type=click.Path(exists=True), help="Visible image or folder.")
+@click.option("--ir", "ir_path", required=True, type=click.Path(exists=True), help="Infrared image or folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
+def predict(run: str, vis_path: str, ir_path: str, out_dir: str, device: str) -> None:
+    """Predict with a trained RUN on image pairs matched by file name; writes masks, colour masks and overlays."""
+    from .predict import predict_pairs
+
+    written = predict_pairs(run, vis_path, ir_path, out_dir, device=device)
+    click.echo(f"{len(written)} pair(s) -> {out_dir}")
+
+
+@main.group()
+def data() -> None:
+    """Dataset tools."""
+
+
+@data.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@_set_option
+@click.option("--split", "splits", multiple=True, help="Split(s) to scan (default: every split the config names).")
+def check(config: str, overrides: tuple[str, ...], splits: tuple[str, ...]) -> None:
+    """Scan a dataset: pairs, conditions, missing partners, unreadable files, size and label problems."""
+    from .datacheck import check_config
+
+    ok = check_config(config, _overrides(overrides), list(splits) or None, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
 if __name__ == "__main__":
     main()

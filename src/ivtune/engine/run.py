@@ -1,0 +1,227 @@
+"""Train and evaluate runs: pre-flight checks, the Lightning Trainer, the run directory.
+
+A run directory (``{train.output_dir}/{train.run_name}``) holds everything about one run::
+
+    config.yaml                    the resolved config (``ivtune train RUN --resume`` and ``ivtune eval RUN`` read it)
+    checkpoints/last.ckpt          resume state: trainable tensors + optimiser + scheduler + loop counters
+    checkpoints/model.safetensors  trainable tensors (adapters + head) for eval / predict
+    logs/version_N/metrics.csv     CSV log (one version per launch; a resumed run adds one)
+    tb/                            TensorBoard events
+    eval/<split>/                  metrics.json, metrics.md, per-class IoU plot, training curves
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from safetensors.torch import load_file
+
+from ..checkpoint import load_trainable
+from ..config import Config, config_to_dict, load_config, save_config
+from ..errors import CheckpointMismatchError, ConfigError, DataError
+from .checkpointing import LAST_CKPT, MODEL_FILE, AtomicCheckpointIO, RunCheckpoint
+
+CONFIG_FILE = "config.yaml"
+DATASET_INFO = "dataset_info.json"
+log = logging.getLogger("ivtune")
+
+
+def run_dir_of(cfg: Config) -> Path:
+    name = cfg.train.run_name or (Path(cfg.source).stem if cfg.source else "run")
+    return Path(cfg.train.output_dir) / name
+
+
+def resolve(config_or_run: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, Path]:
+    """A YAML config or a run directory -> (config, run directory)."""
+    path = Path(config_or_run)
+    if path.is_dir():
+        cfg_file = path / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise ConfigError(f"{path} is a directory without {CONFIG_FILE}: not a run directory written by "
+                              "`ivtune train`. Pass the run directory or a YAML config.")
+        cfg = load_config(cfg_file, overrides)
+        return cfg, path
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: pass a YAML config (e.g. configs/seg/synthetic_tiny.yaml) or a "
+                          "run directory (e.g. runs/synthetic_tiny).")
+    cfg = load_config(path, overrides)
+    return cfg, run_dir_of(cfg)
+
+
+def _task_module(cfg: Config):
+    if cfg.task == "seg":
+        from ..tasks import seg
+
+        return seg
+    raise ConfigError(f"task {cfg.task!r} has no engine yet; available: seg")
+
+
+def _preflight(cfg: Config, task_mod, for_training: bool) -> Any:
+    """Everything a scan can find before hours of training: datasets complete and readable, sizes compatible."""
+    splits = [cfg.data.train_split] if for_training else []
+    splits += [s for s in (cfg.data.val_split,) if s and for_training]
+    problems: list[str] = []
+    first = None
+    for split in splits:
+        ds = task_mod.build_dataset(cfg, split, train=False, strict=False)
+        first = first or ds
+        if len(ds) == 0:
+            problems.append(f"split {split!r} of {cfg.data.dataset} at {cfg.data.root} has no pairs")
+            continue
+        report = ds.scan()
+        if not report.ok:
+            problems.append(f"split {split!r}:\n{report.format()}")
+    if problems:
+        raise DataError("the dataset has problems; nothing was trained:\n" + "\n".join(problems)
+                        + f"\nFix them (see `ivtune data check {cfg.source or 'CONFIG'}`) and start again.")
+    return first
+
+
+def _check_sizes(cfg: Config, model) -> None:
+    multiple = model.backbone.input_multiple
+    if cfg.data.crop_size and any(v % multiple for v in cfg.data.crop_size):
+        h, w = cfg.data.crop_size
+        raise ConfigError(
+            f"data.crop_size {list(cfg.data.crop_size)} in {cfg.source} is not a multiple of the patch size "
+            f"{multiple} of {cfg.model.backbone}; use {[-(-h // multiple) * multiple, -(-w // multiple) * multiple]}."
+        )
+
+
+def build_trainer(cfg: Config, run_dir: Path, *, for_training: bool) -> pl.Trainer:
+    t = cfg.train
+    callbacks: list[pl.Callback] = []
+    if for_training:
+        callbacks.append(RunCheckpoint(run_dir / "checkpoints", t.checkpoint_every))
+    if t.progress_bar:
+        callbacks.append(RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=t.log_every))
+    # training is one epoch of max_steps batches (see engine.sampling): validation is counted in batches
+    val_kwargs = {"val_check_interval": min(t.val_every, t.max_steps)} if for_training else {}
+    loggers = [CSVLogger(save_dir=run_dir, name="logs")] if for_training else []
+    if for_training:
+        loggers.append(TensorBoardLogger(save_dir=run_dir, name="tb", version="", default_hp_metric=False))
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_steps=t.max_steps if for_training else -1,
+        max_epochs=1 if for_training else None,
+        log_every_n_steps=t.log_every,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,  # RunCheckpoint writes the trainable-only checkpoints
+        use_distributed_sampler=False,  # our samplers shard by rank themselves (and resume by step)
+        deterministic=t.deterministic,
+        default_root_dir=run_dir,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=for_training,
+        # adapter BNs see the global batch, as in one process; torch's SyncBatchNorm runs on GPUs only
+        sync_batchnorm=_world_size(t) > 1 and t.accelerator not in ("cpu", "mps"),
+        **val_kwargs,
+    )
+
+
+def _world_size(t) -> int:
+    devices = t.devices
+    n = devices if isinstance(devices, int) and devices > 0 else len(str(devices).split(",")) if "," in str(
+        devices) else 1
+    return n * t.num_nodes
+
+
+def train(
+    config_or_run: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: bool = False,
+    callbacks: list[pl.Callback] | None = None,
+) -> Path:
+    """Train the run described by a config (or continue the run in a run directory with ``resume``).
+
+    Args:
+        config_or_run: a YAML config, or a run directory (its ``config.yaml``).
+        overrides: ``key=value`` strings, as ``--set`` takes them.
+        resume: continue from ``checkpoints/last.ckpt`` of the run directory.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The run directory.
+    """
+    cfg, run_dir = resolve(config_or_run, overrides)
+    ckpt = run_dir / "checkpoints" / LAST_CKPT
+    if resume:
+        if not ckpt.is_file():
+            raise CheckpointMismatchError(f"--resume: {ckpt} not found; the run has no checkpoint yet. Start it "
+                                          "without --resume.")
+        saved = run_dir / CONFIG_FILE
+        if saved.is_file() and not Path(config_or_run).is_dir():
+            if config_to_dict(load_config(saved)) != config_to_dict(cfg):
+                warnings.warn(f"--resume: {config_or_run} differs from the run's saved {saved}; using the given "
+                              "config", stacklevel=2)
+    elif ckpt.is_file():
+        raise ConfigError(f"{run_dir} already holds a trained run ({ckpt}). Continue it with --resume, or start a "
+                          "new one with --set train.run_name=NEW_NAME.")
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    task_mod = _task_module(cfg)
+    ds = _preflight(cfg, task_mod, for_training=True)
+    task = task_mod.SegTask(cfg, list(ds.classes), ds.ignore_index, ds.palette)
+    _check_sizes(cfg, task.model)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    (run_dir / DATASET_INFO).write_text(json.dumps(task.dataset_info(), indent=2) + "\n")
+    trainer = build_trainer(cfg, run_dir, for_training=True)
+    trainer.callbacks.extend(callbacks or [])
+    trainer.fit(task, datamodule=task_mod.SegDataModule(cfg), ckpt_path=str(ckpt) if resume else None)
+    return run_dir
+
+
+def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
+    """The task module of a run with its trained tensors loaded strictly from ``checkpoints/model.safetensors``."""
+    task_mod = task_mod or _task_module(cfg)
+    weights = run_dir / "checkpoints" / MODEL_FILE
+    if not weights.is_file():
+        raise CheckpointMismatchError(f"{weights} not found: the run has not finished a checkpoint interval yet "
+                                      "(train.checkpoint_every).")
+    info_file = run_dir / DATASET_INFO
+    if not info_file.is_file():
+        raise CheckpointMismatchError(f"{info_file} not found: is {run_dir} a run directory written by ivtune train?")
+    info = json.loads(info_file.read_text())
+    task = task_mod.SegTask(cfg, info["classes"], info["ignore_index"], info["palette"])
+    load_trainable(task, load_file(str(weights)), source=str(weights))
+    return task.eval()
+
+
+def evaluate(config_or_run: str | Path, split: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+             out_dir: Path | None = None) -> dict[str, dict]:
+    """Evaluate a trained run on ``split`` (default: the config's test split); writes metrics and plots."""
+    from ..metrics import write_seg_report
+    from ..viz import plot_per_class_iou, plot_training_curves
+
+    cfg, run_dir = resolve(config_or_run, overrides)
+    if split is not None:
+        cfg = replace(cfg, data=replace(cfg.data, test_split=split))
+    split = cfg.data.test_split or cfg.data.val_split
+    task_mod = _task_module(cfg)
+    task = load_run_model(cfg, run_dir, task_mod)
+    trainer = build_trainer(cfg, run_dir, for_training=False)
+    trainer.test(task, datamodule=task_mod.SegDataModule(cfg), verbose=False)
+    results = task.eval_results
+    out = out_dir or run_dir / "eval" / str(split)
+    if trainer.is_global_zero:
+        write_seg_report(results, task.classes, out)
+        plot_per_class_iou({k: v["per_class_iou"] for k, v in results.items()}, task.classes,
+                           out / "per_class_iou.png")
+        csvs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
+        if csvs:
+            plot_training_curves(csvs[-1], out / "training_curves.png")
+    return results

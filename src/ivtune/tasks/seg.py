@@ -1,0 +1,288 @@
+"""Semantic segmentation as a Lightning task: model from the config, datasets, loss, mIoU per condition."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..backbones.factory import build_backbone
+from ..checkpoint import trainable_state_dict
+from ..config import Config
+from ..data.datasets import build_seg_dataset
+from ..data.pairs import collate_pairs
+from ..data.transforms import build_seg_transforms
+from ..engine.checkpointing import strip_frozen
+from ..engine.sampling import StepBatchSampler
+from ..engine.schedule import build_optimizer, lr_lambda, param_groups
+from ..errors import CheckpointMismatchError, ConfigError
+from ..heads.seg import SegmentationModel
+from ..metrics import ConfusionMatrix
+
+CONDITIONS = ("day", "night", "fog")
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def build_transforms(cfg: Config, train: bool, ignore_index: int):
+    d = cfg.data
+    return build_seg_transforms(
+        train=train,
+        crop_size=tuple(d.crop_size) if (train and d.crop_size) else None,
+        scale_range=tuple(d.scale_range),
+        hflip=d.hflip,
+        photometric=d.photometric,
+        ir_norm=d.ir_norm,
+        ir_mean=d.ir_mean,
+        ir_std=d.ir_std,
+        ir_channels=d.ir_channels,
+        ignore_index=ignore_index,
+    )
+
+
+def build_dataset(cfg: Config, split: str, train: bool, strict: bool = True):
+    ds = build_seg_dataset(cfg.data.dataset, cfg.data.root, split, strict=strict, **cfg.data.options)
+    ds.transform = build_transforms(cfg, train, ds.ignore_index)
+    return ds
+
+
+class SeededView(Dataset):
+    """Items are ``(index, seed)``: the augmentation of a sample is fixed by its position in the data stream."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        index, seed = item
+        return self.dataset.transform(self.dataset.load_raw(index), rng=seed)
+
+
+class ShardSampler(Sampler[tuple[int, bool]]):
+    """Evaluation order split across ranks; items are ``(index, counted)``.
+
+    Every rank gets the same number of items (DDP's forward is a collective, so no rank may run out early);
+    the padding repeats an image with ``counted=False`` and the metrics skip it, so each image counts once.
+    """
+
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
+        per_rank = -(-n // world_size)
+        own = [(i, True) for i in range(rank, n, world_size)]
+        self.items = own + [(0, False)] * (per_rank - len(own))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+class EvalView(Dataset):
+    """Items ``(index, counted)`` -> the sample, with ``meta["counted"]`` telling the metrics whether to use it."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, bool]) -> dict[str, Any]:
+        index, counted = item
+        sample = self.dataset[index]
+        sample["meta"] = {**sample["meta"], "counted": counted}
+        return sample
+
+
+class SegDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.datasets: dict[str, Any] = {}
+
+    def dataset(self, split: str, train: bool = False):
+        key = f"{split}/{'train' if train else 'eval'}"
+        if key not in self.datasets:
+            self.datasets[key] = build_dataset(self.cfg, split, train)
+        return self.datasets[key]
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset(self.cfg.data.train_split, train=True)
+        rank, world = self._rank_world()
+        t = self.cfg.train
+        start = self.trainer.global_step if self.trainer is not None else 0  # restored when resuming
+        sampler = StepBatchSampler(len(ds), self.cfg.data.batch_size, total_steps=t.max_steps, seed=t.seed,
+                                   rank=rank, world_size=world, start_step=start)
+        return DataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=collate_pairs,
+                          num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        ds = self.dataset(split)
+        rank, world = self._rank_world()
+        return DataLoader(EvalView(ds), batch_size=self.cfg.data.eval_batch_size,
+                          sampler=ShardSampler(len(ds), rank, world),
+                          collate_fn=collate_pairs, num_workers=self.cfg.data.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self.eval_dataloader(self.cfg.data.val_split) if self.cfg.data.val_split else []
+
+    def test_dataloader(self) -> DataLoader:
+        split = self.cfg.data.test_split or self.cfg.data.val_split
+        if split is None:
+            raise ConfigError("data.test_split and data.val_split are both null: name the split to evaluate.")
+        return self.eval_dataloader(split)
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def build_seg_model(cfg: Config, num_classes: int, ignore_index: int, *, weights_required: bool = True):
+    m = cfg.model
+    backbone = build_backbone(
+        m.backbone, method=m.method, pretrained=m.pretrained, weights=m.weights, out_indices=m.out_indices,
+        adapter_init=m.adapter_init, adapter_dropout=m.adapter_dropout, **m.timm_kwargs,
+    )
+    if m.grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    return SegmentationModel(backbone, m.head, num_classes=num_classes, ignore_index=ignore_index,
+                             head_kwargs=dict(m.head_kwargs))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad (after normalisation: the mean colour) bottom/right to a multiple of the patch size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+def predict_logits(model: SegmentationModel, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """Logits at the input size for any input size (padded to the patch multiple, then cropped back)."""
+    multiple = model.backbone.input_multiple
+    vis_p, (h, w) = pad_to_multiple(vis, multiple)
+    ir_p, _ = pad_to_multiple(ir, multiple)
+    return model(vis_p, ir_p)[..., :h, :w]
+
+
+class SegTask(pl.LightningModule):
+    """Trains a :class:`SegmentationModel`; validation / test report mIoU overall and per condition."""
+
+    def __init__(self, cfg: Config, classes: list[str], ignore_index: int,
+                 palette: list[tuple[int, int, int]] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.classes = list(classes)
+        self.ignore_index = ignore_index
+        self.palette = [tuple(c) for c in palette] if palette else None
+        self.model = build_seg_model(cfg, len(classes), ignore_index)
+        self.strict_loading = False  # checkpoints hold only trainable tensors; on_load_checkpoint checks them
+        self._matrices: dict[str, ConfusionMatrix] = {}
+        self.eval_results: dict[str, dict] = {}
+
+    # ---------------------------------------------------------------- training
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        return self.model(vis, ir)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # dropout draws from torch's global RNG: reseed at every checkpoint step (per rank) so that a run resumed
+        # from a checkpoint continues exactly like the uninterrupted one
+        if self.global_step % self.cfg.train.checkpoint_every == 0:
+            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch["vis"], batch["ir"])
+        loss = self.model.loss(logits, batch["mask"])
+        if not torch.isfinite(loss):
+            names = [m["name"] for m in batch["meta"]]
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step} on {names}; lower "
+                                     "optim.lr, enable optim.grad_clip_norm or use precision 32")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=batch["vis"].shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self):
+        opt = build_optimizer(param_groups(self.model.backbone, self._head_modules(), self.cfg.optim), self.cfg.optim)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.cfg.optim, self.cfg.train.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def _head_modules(self) -> torch.nn.Module:
+        return torch.nn.ModuleList([m for n, m in self.model.named_children() if n != "backbone"])
+
+    # ---------------------------------------------------------------- evaluation
+    def _reset_matrices(self) -> None:
+        k = len(self.classes)
+        self._matrices = {c: ConfusionMatrix(k, self.ignore_index) for c in ("all", *CONDITIONS)}
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_matrices()
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_matrices()
+
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        logits = predict_logits(self.model, batch["vis"], batch["ir"])
+        pred = logits.argmax(1)
+        for i, meta in enumerate(batch["meta"]):
+            if not meta.get("counted", True):
+                continue  # padding that evens out the ranks
+            for key in ("all", meta.get("condition")):
+                if key in self._matrices:
+                    self._matrices[key].update(pred[i: i + 1], batch["mask"][i: i + 1])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def _finish_eval(self, prefix: str) -> None:
+        results = {}
+        for cond, cm in self._matrices.items():
+            cm.all_reduce()
+            if int(cm.matrix.sum()) == 0:
+                continue
+            res = cm.compute()
+            results[cond] = res
+            name = "" if cond == "all" else f"_{cond}"
+            self.log(f"{prefix}/miou{name}", float(res["miou"]), sync_dist=False, rank_zero_only=False)
+            if cond == "all":
+                self.log(f"{prefix}/pixel_acc", float(res["pixel_acc"]), sync_dist=False)
+        self.eval_results = results
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+    def dataset_info(self) -> dict[str, Any]:
+        """What predict needs without the dataset: class names, colours, ignore index."""
+        return {"classes": self.classes, "palette": [list(c) for c in self.palette or []],
+                "ignore_index": self.ignore_index}
+
+    # ---------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        strip_frozen(self, checkpoint)
+        checkpoint["ivtune"] = self.dataset_info()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        expected = set(trainable_state_dict(self))
+        got = set(checkpoint["state_dict"])
+        if expected != got:
+            missing, unexpected = sorted(expected - got), sorted(got - expected)
+            raise CheckpointMismatchError(
+                f"checkpoint does not match the configured model: missing {missing[:8]}, unexpected "
+                f"{unexpected[:8]}. Was it written with another config (backbone, method, head, classes)?"
+            )
+
+
+def miou_text(results: dict[str, dict]) -> str:
+    parts = [f"{k}: {v['miou']:.2f}" for k, v in results.items() if not math.isnan(v["miou"])]
+    return ", ".join(parts)
+

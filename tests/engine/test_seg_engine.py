@@ -1,0 +1,162 @@
+"""End to end on synthetic scenes: train a few steps, evaluate and predict from the run directory, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ivtune.checkpoint import trainable_state_dict
+from ivtune.config import load_config
+from ivtune.data.synthetic import SYNTHETIC_CLASSES
+from ivtune.engine.run import evaluate, train
+from ivtune.errors import ConfigError, DataError
+from ivtune.predict import predict_pairs
+from ivtune.tasks.seg import SegTask
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO / "configs" / "seg" / "synthetic_tiny.yaml"
+
+
+def overrides(tmp_path: Path, *extra: str) -> list[str]:
+    return [f"train.output_dir={tmp_path}", "train.run_name=run", "train.progress_bar=false", *extra]
+
+
+def read_csv_losses(run_dir: Path) -> list[float]:
+    import csv
+
+    rows = []
+    for path in sorted(run_dir.glob("logs/version_*/metrics.csv")):
+        with open(path) as f:
+            rows += [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("seg")
+    # overfit 8 scenes for 30 steps: the loss must fall clearly
+    return train(TINY_CONFIG, overrides(tmp, "train.max_steps=30", "train.checkpoint_every=15", "train.val_every=15",
+                                        "train.log_every=1", "optim.lr=1e-3", "data.options.num_samples=8"))
+
+
+def test_loss_goes_down_and_run_dir_complete(trained_run):
+    losses = read_csv_losses(trained_run)
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    for rel in ("config.yaml", "dataset_info.json", "checkpoints/last.ckpt", "checkpoints/model.safetensors"):
+        assert (trained_run / rel).is_file(), rel
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 30
+    # the resume checkpoint holds trainable tensors only: no frozen timm weight (".block.") inside
+    assert ckpt["state_dict"] and not any(".block." in k for k in ckpt["state_dict"])
+    assert set(ckpt["state_dict"]) == set(load_file(str(trained_run / "checkpoints" / "model.safetensors")))
+
+
+def test_eval_and_predict_from_run_dir(trained_run, tmp_path):
+    results = evaluate(trained_run)
+    assert {"all", "day", "night"} <= set(results)
+    assert 0.0 <= results["all"]["miou"] <= 100.0
+    report = json.loads((trained_run / "eval" / "test" / "metrics.json").read_text())
+    assert report  # written by the engine
+    assert (trained_run / "eval" / "test" / "per_class_iou.png").stat().st_size > 0
+
+    from ivtune.data.synthetic import make_scene
+
+    vis_dir, ir_dir = tmp_path / "vis", tmp_path / "ir"
+    vis_dir.mkdir()
+    ir_dir.mkdir()
+    for i, cond in enumerate(("day", "night")):
+        scene = make_scene(i, height=120, width=150, condition=cond)  # not a multiple of 16: predict pads
+        Image.fromarray(scene.vis).save(vis_dir / f"s{i}.png")
+        Image.fromarray(scene.ir).save(ir_dir / f"s{i}.png")
+    written = predict_pairs(trained_run, vis_dir, ir_dir, tmp_path / "out")
+    assert len(written) == 2
+    mask = np.array(Image.open(written[0]))
+    assert mask.shape == (120, 150) and mask.max() < 6
+    assert Image.open(tmp_path / "out" / "s0_overlay.png").size == (150, 120)
+
+
+def test_predict_missing_partner(trained_run, tmp_path):
+    (tmp_path / "vis").mkdir()
+    (tmp_path / "ir").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "vis" / "lonely.png")
+    with pytest.raises(DataError, match=r"no infrared partner.*lonely\.png"):
+        predict_pairs(trained_run, tmp_path / "vis", tmp_path / "ir", tmp_path / "out")
+
+
+class _Crash(pl.Callback):
+    """Kills the run (an exception, as a crash would) right after the first checkpoint interval."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 5:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    common = ["train.max_steps=8", "train.checkpoint_every=4", "train.val_every=100", "data.options.num_samples=8"]
+    straight = train(TINY_CONFIG, overrides(tmp_path / "a", *common))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(TINY_CONFIG, overrides(tmp_path / "b", *common), callbacks=[_Crash()])
+    crashed = tmp_path / "b" / "run"
+    assert torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    with pytest.raises(ConfigError, match="--resume"):
+        train(TINY_CONFIG, overrides(tmp_path / "b", *common))  # refuses to overwrite a run silently
+    resumed = train(crashed, resume=True)
+    a = load_file(str(straight / "checkpoints" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoints" / "model.safetensors"))
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path):
+    # every sample the same image, no augmentation: BatchNorm statistics over 2 images per process then equal
+    # those over 4 in one process, which isolates what DDP must get right (sharding, gradient averaging)
+    common = ["train.max_steps=3", "train.checkpoint_every=3", "train.val_every=100", "train.accelerator=cpu",
+              "data.options={num_samples: 1, seed: 3, height: 128, width: 160}", "data.crop_size=[128, 160]",
+              "data.scale_range=[1.0, 1.0]", "data.hflip=0", "data.photometric=false", "model.adapter_dropout=0",
+              "model.head_kwargs={dropout: 0.0}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    runs = {}
+    for name, extra in (("one", ["train.devices=1", "data.batch_size=4"]),
+                        ("two", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2"])):
+        args = [sys.executable, "-m", "ivtune.cli", "train", str(TINY_CONFIG)]
+        for o in overrides(tmp_path / name, *common, *extra):
+            args += ["--set", o]
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = load_file(str(tmp_path / name / "run" / "checkpoints" / "model.safetensors"))
+    # the initial weights: train() seeds with train.seed before it builds the model
+    cfg = load_config(TINY_CONFIG, overrides(tmp_path, *common))
+    pl.seed_everything(cfg.train.seed, verbose=False)
+    init = trainable_state_dict(SegTask(cfg, list(SYNTHETIC_CLASSES), 255))
+    # BatchNorm running statistics are per rank on CPU (torch's SyncBatchNorm needs a GPU): compare parameters
+    params = [k for k, v in runs["one"].items() if v.is_floating_point() and "running_" not in k]
+    assert len(params) > 50 and set(params) <= set(init)
+    d_one = torch.cat([(runs["one"][k] - init[k]).flatten() for k in params])
+    d_two = torch.cat([(runs["two"][k] - init[k]).flatten() for k in params])
+    cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
+    rel = ((d_two - d_one).norm() / d_one.norm()).item()
+    print(f"DDP 2 x gloo vs 1 process: update cosine {cosine:.4f}, relative difference {rel:.4f}")
+    assert d_one.norm() > 0 and cosine > 0.9999 and rel < 1e-2
+
+
+def test_preflight_reports_bad_crop(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.crop_size \[100, 160\].*multiple of the patch size 16.*\[112, 160\]"):
+        train(TINY_CONFIG, overrides(tmp_path, "data.crop_size=[100, 160]"))
+
+
+def test_config_loads():
+    cfg = load_config(TINY_CONFIG)
+    assert cfg.task == "seg" and cfg.data.dataset == "synthetic"
