@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from safetensors.torch import load_file
 
 from ..checkpoint import load_trainable
-from ..config import Config, config_to_dict, load_config, save_config
+from ..config import Config, config_from_dict, config_to_dict, load_config, save_config
 from ..errors import CheckpointMismatchError, ConfigError, DataError
 from .checkpointing import LAST_CKPT, MODEL_FILE, AtomicCheckpointIO, RunCheckpoint
 
@@ -40,8 +40,13 @@ def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.output_dir) / name
 
 
-def resolve(config_or_run: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, Path]:
-    """A YAML config or a run directory -> (config, run directory)."""
+def resolve(config_or_run: str | Path | Config, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, Path]:
+    """A YAML config, a :class:`Config` or a run directory -> (config, run directory)."""
+    if isinstance(config_or_run, Config):
+        if overrides:
+            config_or_run = config_from_dict(config_to_dict(config_or_run), config_or_run.source or "<config>",
+                                             overrides=overrides)
+        return config_or_run, run_dir_of(config_or_run)
     path = Path(config_or_run)
     if path.is_dir():
         cfg_file = path / CONFIG_FILE
@@ -141,7 +146,7 @@ def _world_size(t) -> int:
 
 
 def train(
-    config_or_run: str | Path,
+    config_or_run: str | Path | Config,
     overrides: list[str] | tuple[str, ...] = (),
     resume: bool = False,
     callbacks: list[pl.Callback] | None = None,
@@ -164,7 +169,7 @@ def train(
             raise CheckpointMismatchError(f"--resume: {ckpt} not found; the run has no checkpoint yet. Start it "
                                           "without --resume.")
         saved = run_dir / CONFIG_FILE
-        if saved.is_file() and not Path(config_or_run).is_dir():
+        if saved.is_file() and not (isinstance(config_or_run, (str, Path)) and Path(config_or_run).is_dir()):
             if config_to_dict(load_config(saved)) != config_to_dict(cfg):
                 warnings.warn(f"--resume: {config_or_run} differs from the run's saved {saved}; using the given "
                               "config", stacklevel=2)
@@ -201,7 +206,7 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
     return task.eval()
 
 
-def evaluate(config_or_run: str | Path, split: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+def evaluate(config_or_run: str | Path | Config, split: str | None = None, overrides: list[str] | tuple[str, ...] = (),
              out_dir: Path | None = None) -> dict[str, dict]:
     """Evaluate a trained run on ``split`` (default: the config's test split); writes metrics and plots."""
     from ..metrics import write_seg_report
@@ -221,7 +226,13 @@ def evaluate(config_or_run: str | Path, split: str | None = None, overrides: lis
         write_seg_report(results, task.classes, out)
         plot_per_class_iou({k: v["per_class_iou"] for k, v in results.items()}, task.classes,
                            out / "per_class_iou.png")
-        csvs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
-        if csvs:
-            plot_training_curves(csvs[-1], out / "training_curves.png")
+        csv = latest_metrics_csv(run_dir)
+        if csv is not None:
+            plot_training_curves(csv, out / "training_curves.png")
     return results
+
+
+def latest_metrics_csv(run_dir: Path) -> Path | None:
+    """The CSV log of the run's latest launch (a resumed run adds a ``version_N``), or None before any log row."""
+    csvs = sorted((Path(run_dir) / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    return csvs[-1] if csvs else None

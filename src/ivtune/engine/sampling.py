@@ -9,10 +9,11 @@ augmentation seed, derived from its position in the stream, so augmentations mat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -65,3 +66,21 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         cache: dict[int, torch.Tensor] = {}
         for step in range(self.start_step, self.total_steps):
             yield self.batch(step, cache)
+
+
+class StepDataLoader(DataLoader):
+    """A DataLoader over a :class:`StepBatchSampler` that Lightning recognises as resumable.
+
+    Lightning stores ``state_dict()`` in the checkpoint and hands it back before iterating a resumed run; the
+    state is just the global step, from which the sampler rebuilds the stream.
+    """
+
+    def __init__(self, *args: Any, step_fn: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_fn = step_fn
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_step": int(self._step_fn())}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.start_step = int(state["global_step"])

@@ -17,7 +17,7 @@ from ..data.datasets import build_seg_dataset
 from ..data.pairs import collate_pairs
 from ..data.transforms import build_seg_transforms
 from ..engine.checkpointing import strip_frozen
-from ..engine.sampling import StepBatchSampler
+from ..engine.sampling import StepBatchSampler, StepDataLoader
 from ..engine.schedule import build_optimizer, lr_lambda, param_groups
 from ..errors import CheckpointMismatchError, ConfigError
 from ..heads.seg import SegmentationModel
@@ -121,8 +121,9 @@ class SegDataModule(pl.LightningDataModule):
         start = self.trainer.global_step if self.trainer is not None else 0  # restored when resuming
         sampler = StepBatchSampler(len(ds), self.cfg.data.batch_size, total_steps=t.max_steps, seed=t.seed,
                                    rank=rank, world_size=world, start_step=start)
-        return DataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=collate_pairs,
-                          num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0)
+        return StepDataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=collate_pairs,
+                              num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0,
+                              step_fn=lambda: self.trainer.global_step if self.trainer is not None else 0)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
