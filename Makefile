@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 install: $(STAMP)
 
+# the team's offline DINOv2-S file, when this checkout sits beside ../shared; users pass their own
+IVTUNE_WEIGHTS ?= $(wildcard ../shared/weights/dinov2_vits14_imgfocus.safetensors)
+export IVTUNE_WEIGHTS
+
 demo: $(STAMP)
 	$(BIN)/ivtune demo
 

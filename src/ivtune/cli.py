@@ -116,5 +116,20 @@ def check(config: str, overrides: tuple[str, ...], splits: tuple[str, ...]) -> N
     sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder (data, runs, report.md).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False),
+              help="Local DINOv2-S (vit_small_patch14_dinov2) weights file; default: $IVTUNE_WEIGHTS.")
+@click.option("--steps", default=None, type=int, help="Optimiser steps per method (default 120 pretrained, 200 "
+              "random-init).")
+@click.option("--no-hub", is_flag=True, help="Do not try the timm hub for pretrained weights.")
+def demo(out: str, weights: str | None, steps: int | None, no_hub: bool) -> None:
+    """IV-tuning vs a visible-only baseline on synthetic day/night scenes; writes OUT/report.md."""
+    from .demo import run_demo
+
+    run_demo(out, weights=weights, steps=steps, try_hub=not no_hub, echo=click.echo)
+
+
 if __name__ == "__main__":
     main()
