@@ -79,10 +79,12 @@ def train(config_or_run: str, overrides: tuple[str, ...], resume: bool) -> None:
 def evaluate(config_or_run: str, split: str | None, overrides: tuple[str, ...]) -> None:
     """Evaluate a trained run (its directory, or the config it was trained from)."""
     from .engine.run import evaluate as run_eval
+    from .engine.run import resolve
+    from .tasks import get_task
 
     results = run_eval(config_or_run, split=split, overrides=_overrides(overrides))
-    for cond, res in results.items():
-        click.echo(f"{cond:>6}: mIoU {res['miou']:.2f}  pixel acc {res['pixel_acc']:.2f}")
+    cfg, _ = resolve(config_or_run, _overrides(overrides))
+    click.echo(get_task(cfg.task).format_results(results))
 
 
 @main.command()

@@ -40,11 +40,17 @@ from .methods import METHODS
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "OptimConfig", "TrainConfig",
     "load_config", "config_from_dict", "config_to_dict", "save_config",
-    "TASKS", "DATASETS", "IR_NORMS", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "ACCELERATORS",
+    "TASKS", "DATASETS", "DATASETS_BY_TASK", "IR_NORMS", "OPTIMIZERS", "SCHEDULES", "PRECISIONS", "ACCELERATORS",
 ]
 
-TASKS = ("seg",)  # "det" and "sod" join when their heads and engines land
-DATASETS = ("mfnet", "msrs", "pst900", "fmb", "folders", "synthetic")
+# the datasets each task reads (``ivtune.tasks`` builds them); a task here without an engine is refused at run time
+DATASETS_BY_TASK = {
+    "seg": ("mfnet", "msrs", "pst900", "fmb", "folders", "synthetic"),
+    "det": ("m3fd", "llvip", "flir_aligned", "kaist", "msrs_det", "folders", "synthetic"),
+    "sod": ("vt5000", "vt1000", "vt821", "folders", "synthetic"),
+}
+TASKS = tuple(DATASETS_BY_TASK)
+DATASETS = tuple(dict.fromkeys(d for names in DATASETS_BY_TASK.values() for d in names))
 DATASETS_WITHOUT_ROOT = ("synthetic",)
 IR_NORMS = ("imagenet", "unit", "meanstd")
 OPTIMIZERS = ("adamw", "adam")
@@ -502,6 +508,9 @@ class Config(_Section):
 
     def _check(self) -> None:
         self._one_of("task", TASKS)
+        if self.data.dataset not in DATASETS_BY_TASK[self.task]:
+            self._bad("task", f"{self.task!r} cannot read dataset {self.data.dataset!r}; its datasets are "
+                              f"{', '.join(DATASETS_BY_TASK[self.task])}")
         if self.optim.schedule != "constant" and self.optim.warmup_iters >= self.train.max_steps:
             warnings.warn(
                 f"optim.warmup_iters ({self.optim.warmup_iters}) >= train.max_steps ({self.train.max_steps}): the "

@@ -9,9 +9,10 @@ from .config import load_config
 
 def check_config(config: str, overrides: list[str], splits: list[str] | None, echo: Callable[[str], None]) -> bool:
     """Scan the dataset of ``config``; returns True when no problem was found."""
-    from .tasks.seg import build_dataset
+    from .tasks import get_task
 
     cfg = load_config(config, overrides)
+    build_dataset = get_task(cfg.task).build_dataset
     d = cfg.data
     names = splits or list(dict.fromkeys(s for s in (d.train_split, d.val_split, d.test_split) if s))
     ok = True

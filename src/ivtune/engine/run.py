@@ -63,11 +63,9 @@ def resolve(config_or_run: str | Path | Config, overrides: list[str] | tuple[str
 
 
 def _task_module(cfg: Config):
-    if cfg.task == "seg":
-        from ..tasks import seg
+    from ..tasks import get_task
 
-        return seg
-    raise ConfigError(f"task {cfg.task!r} has no engine yet; available: seg")
+    return get_task(cfg.task)
 
 
 def _preflight(cfg: Config, task_mod, for_training: bool) -> Any:
@@ -179,14 +177,15 @@ def train(
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     task_mod = _task_module(cfg)
     ds = _preflight(cfg, task_mod, for_training=True)
-    task = task_mod.SegTask(cfg, list(ds.classes), ds.ignore_index, ds.palette)
+    info = task_mod.dataset_info(ds)
+    task = task_mod.build_module(cfg, info)
     _check_sizes(cfg, task.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
-    (run_dir / DATASET_INFO).write_text(json.dumps(task.dataset_info(), indent=2) + "\n")
+    (run_dir / DATASET_INFO).write_text(json.dumps(info, indent=2) + "\n")
     trainer = build_trainer(cfg, run_dir, for_training=True)
     trainer.callbacks.extend(callbacks or [])
-    trainer.fit(task, datamodule=task_mod.SegDataModule(cfg), ckpt_path=str(ckpt) if resume else None)
+    trainer.fit(task, datamodule=task_mod.build_datamodule(cfg), ckpt_path=str(ckpt) if resume else None)
     return run_dir
 
 
@@ -200,8 +199,7 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
     info_file = run_dir / DATASET_INFO
     if not info_file.is_file():
         raise CheckpointMismatchError(f"{info_file} not found: is {run_dir} a run directory written by ivtune train?")
-    info = json.loads(info_file.read_text())
-    task = task_mod.SegTask(cfg, info["classes"], info["ignore_index"], info["palette"])
+    task = task_mod.build_module(cfg, json.loads(info_file.read_text()))
     load_trainable(task, load_file(str(weights)), source=str(weights))
     return task.eval()
 
@@ -209,8 +207,7 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
 def evaluate(config_or_run: str | Path | Config, split: str | None = None, overrides: list[str] | tuple[str, ...] = (),
              out_dir: Path | None = None) -> dict[str, dict]:
     """Evaluate a trained run on ``split`` (default: the config's test split); writes metrics and plots."""
-    from ..metrics import write_seg_report
-    from ..viz import plot_per_class_iou, plot_training_curves
+    from ..viz import plot_training_curves
 
     cfg, run_dir = resolve(config_or_run, overrides)
     if split is not None:
@@ -219,13 +216,12 @@ def evaluate(config_or_run: str | Path | Config, split: str | None = None, overr
     task_mod = _task_module(cfg)
     task = load_run_model(cfg, run_dir, task_mod)
     trainer = build_trainer(cfg, run_dir, for_training=False)
-    trainer.test(task, datamodule=task_mod.SegDataModule(cfg), verbose=False)
+    trainer.test(task, datamodule=task_mod.build_datamodule(cfg), verbose=False)
     results = task.eval_results
     out = out_dir or run_dir / "eval" / str(split)
     if trainer.is_global_zero:
-        write_seg_report(results, task.classes, out)
-        plot_per_class_iou({k: v["per_class_iou"] for k, v in results.items()}, task.classes,
-                           out / "per_class_iou.png")
+        out.mkdir(parents=True, exist_ok=True)
+        task_mod.write_eval_report(results, json.loads((run_dir / DATASET_INFO).read_text()), out)
         csv = latest_metrics_csv(run_dir)
         if csv is not None:
             plot_training_curves(csv, out / "training_curves.png")

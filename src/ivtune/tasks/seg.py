@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import math
+import json
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -19,7 +21,7 @@ from ..data.transforms import build_seg_transforms
 from ..engine.checkpointing import strip_frozen
 from ..engine.sampling import StepBatchSampler, StepDataLoader
 from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, ConfigError
+from ..errors import CheckpointMismatchError, ConfigError, DataError
 from ..heads.seg import SegmentationModel
 from ..metrics import ConfusionMatrix
 
@@ -262,15 +264,10 @@ class SegTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
-    def dataset_info(self) -> dict[str, Any]:
-        """What predict needs without the dataset: class names, colours, ignore index."""
-        return {"classes": self.classes, "palette": [list(c) for c in self.palette or []],
-                "ignore_index": self.ignore_index}
-
     # ---------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         strip_frozen(self, checkpoint)
-        checkpoint["ivtune"] = self.dataset_info()
+        checkpoint["ivtune"] = {"classes": self.classes, "ignore_index": self.ignore_index}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         expected = set(trainable_state_dict(self))
@@ -283,7 +280,67 @@ class SegTask(pl.LightningModule):
             )
 
 
-def miou_text(results: dict[str, dict]) -> str:
-    parts = [f"{k}: {v['miou']:.2f}" for k, v in results.items() if not math.isnan(v["miou"])]
-    return ", ".join(parts)
+# ---------------------------------------------------------------------------------------------------- interface
+def dataset_info(dataset) -> dict[str, Any]:
+    return {"classes": list(dataset.classes), "palette": [list(c) for c in dataset.palette],
+            "ignore_index": int(dataset.ignore_index)}
+
+
+def build_module(cfg: Config, info: dict[str, Any]) -> SegTask:
+    return SegTask(cfg, info["classes"], info["ignore_index"], info.get("palette"))
+
+
+def build_datamodule(cfg: Config) -> SegDataModule:
+    return SegDataModule(cfg)
+
+
+def write_eval_report(results: dict[str, dict], info: dict[str, Any], out_dir: Path) -> None:
+    from ..metrics import write_seg_report
+    from ..viz import plot_per_class_iou
+
+    write_seg_report(results, info["classes"], out_dir)
+    plot_per_class_iou({k: v["per_class_iou"] for k, v in results.items()}, info["classes"],
+                       out_dir / "per_class_iou.png")
+
+
+def format_results(results: dict[str, dict]) -> str:
+    return "\n".join(f"{cond:>6}: mIoU {res['miou']:.2f}  pixel acc {res['pixel_acc']:.2f}"
+                     for cond, res in results.items())
+
+
+def predict(module: SegTask, cfg: Config, pairs: list[tuple[str, Path, Path]], out_dir: Path,
+            device: str = "cpu") -> list[Path]:
+    """Writes ``NAME_mask.png`` (palette PNG of class indices), ``NAME_color.png`` and ``NAME_overlay.png``."""
+    from PIL import Image
+
+    from ..data.io import read_gray, read_rgb
+    from ..viz import colorize_mask, overlay
+
+    model = module.model.to(device).eval()
+    transform = build_transforms(cfg, train=False, ignore_index=module.ignore_index)
+    palette = module.palette
+    written = []
+    for name, vis_file, ir_file in pairs:
+        rgb, thermal = read_rgb(vis_file), read_gray(ir_file)
+        check_pair_size(rgb, thermal, vis_file, ir_file)
+        sample = transform({"vis": rgb, "ir": thermal, "meta": {"name": name}}, rng=0)
+        with torch.no_grad():
+            logits = predict_logits(model, sample["vis"][None].to(device), sample["ir"][None].to(device))
+        mask = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        index_png = Image.fromarray(mask, mode="P")
+        flat = [c for rgb_ in palette for c in rgb_]
+        index_png.putpalette(flat + [0] * (768 - len(flat)))
+        index_png.save(out_dir / f"{name}_mask.png")
+        color = colorize_mask(mask, palette)
+        Image.fromarray(color).save(out_dir / f"{name}_color.png")
+        Image.fromarray(overlay(rgb, color)).save(out_dir / f"{name}_overlay.png")
+        written.append(out_dir / f"{name}_mask.png")
+    (out_dir / "classes.json").write_text(json.dumps({"classes": module.classes, "palette": palette}, indent=2))
+    return written
+
+
+def check_pair_size(vis: np.ndarray, ir: np.ndarray, vis_file: Path, ir_file: Path) -> None:
+    if vis.shape[:2] != ir.shape[:2]:
+        raise DataError(f"{vis_file} is {vis.shape[1]}x{vis.shape[0]} but {ir_file} is {ir.shape[1]}x{ir.shape[0]}; "
+                        "register / resize the IR image to the visible one.")
 
