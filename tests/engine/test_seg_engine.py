@@ -160,3 +160,12 @@ def test_preflight_reports_bad_crop(tmp_path):
 def test_config_loads():
     cfg = load_config(TINY_CONFIG)
     assert cfg.task == "seg" and cfg.data.dataset == "synthetic"
+
+
+@pytest.mark.parametrize("key, algorithm", [("grad_clip_norm", "norm"), ("grad_clip_value", "value")])
+def test_gradient_clipping_reaches_the_trainer(tmp_path, key, algorithm):
+    from ivtune.engine.run import build_trainer
+
+    cfg = load_config(TINY_CONFIG, overrides(tmp_path, f"optim.{key}=0.5"))
+    trainer = build_trainer(cfg, tmp_path, for_training=True)
+    assert trainer.gradient_clip_val == 0.5 and trainer.gradient_clip_algorithm == algorithm

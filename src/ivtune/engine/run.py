@@ -107,7 +107,12 @@ def build_trainer(cfg: Config, run_dir: Path, *, for_training: bool) -> pl.Train
     if t.progress_bar:
         callbacks.append(RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=t.log_every))
     # training is one epoch of max_steps batches (see engine.sampling): validation is counted in batches
-    val_kwargs = {"val_check_interval": min(t.val_every, t.max_steps)} if for_training else {}
+    trainer_kwargs = {"val_check_interval": min(t.val_every, t.max_steps)} if for_training else {}
+    o = cfg.optim
+    if o.grad_clip_norm is not None:  # total-norm clipping (the detection recipe)
+        trainer_kwargs |= {"gradient_clip_val": o.grad_clip_norm, "gradient_clip_algorithm": "norm"}
+    elif o.grad_clip_value is not None:  # element-wise clamp (the SOD recipe: [-0.5, 0.5])
+        trainer_kwargs |= {"gradient_clip_val": o.grad_clip_value, "gradient_clip_algorithm": "value"}
     loggers = [CSVLogger(save_dir=run_dir, name="logs")] if for_training else []
     if for_training:
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tb", version="", default_hp_metric=False))
@@ -132,7 +137,7 @@ def build_trainer(cfg: Config, run_dir: Path, *, for_training: bool) -> pl.Train
         enable_model_summary=for_training,
         # adapter BNs see the global batch, as in one process; torch's SyncBatchNorm runs on GPUs only
         sync_batchnorm=_world_size(t) > 1 and t.accelerator not in ("cpu", "mps"),
-        **val_kwargs,
+        **trainer_kwargs,  # validation interval, gradient clipping
     )
 
 
