@@ -51,7 +51,9 @@ def choose_backbone(weights: str | None, try_hub: bool, echo: Callable[[str], No
         return BackboneChoice(DINOV2, str(weights), False, {}, (168, 224),
                               f"pretrained DINOv2 ViT-S/14 from the local file `{Path(weights).name}` "
                               f"(sha256 {sha256_of(weights)[:12]}...)")
-    if try_hub:
+    if try_hub and not _hub_reachable():
+        echo("no pretrained backbone: no --weights / IVTUNE_WEIGHTS and the timm hub (huggingface.co) is unreachable")
+    elif try_hub:
         from .backbones.factory import build_backbone
 
         try:
@@ -63,6 +65,19 @@ def choose_backbone(weights: str | None, try_hub: bool, echo: Callable[[str], No
     return BackboneChoice("vit_small_patch16_224", None, False, {"depth": 6, "embed_dim": 192, "num_heads": 3},
                           (160, 224), "a **random-init** ViT (6 blocks, width 192, patch 16): no pretrained weights "
                           "were available; pass `--weights` with a DINOv2-S file for the pretrained comparison")
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick connection probe: offline, the hub client would retry for about a minute before failing."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def demo_config(choice: BackboneChoice, method: str, data_root: Path, out: Path, steps: int) -> Config:
