@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# pytest -n 2 runs two workers on the 2-core CI machine: one intra-op thread each avoids oversubscription
+# (shared machines ran some tests ~30x slower with torch's default thread count)
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IVTUNE_SHARED", REPO.parent / "shared"))
 DINOV2_FILE = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"

@@ -169,3 +169,14 @@ def test_gradient_clipping_reaches_the_trainer(tmp_path, key, algorithm):
     cfg = load_config(TINY_CONFIG, overrides(tmp_path, f"optim.{key}=0.5"))
     trainer = build_trainer(cfg, tmp_path, for_training=True)
     assert trainer.gradient_clip_val == 0.5 and trainer.gradient_clip_algorithm == algorithm
+
+
+def test_eval_reproduces_the_validation_of_training(trained_run):
+    # checkpoints hold only trainable tensors: a random-init frozen backbone must be redrawn identically (seeded)
+    import csv
+
+    rows = [r for p in sorted(trained_run.glob("logs/version_*/metrics.csv")) for r in csv.DictReader(open(p))]
+    logged = [float(r["val/miou"]) for r in rows if r.get("val/miou")]
+    assert logged, "training logged no validation"
+    results = evaluate(trained_run, split="val", out_dir=trained_run / "eval_val_check")
+    assert results["all"]["miou"] == pytest.approx(logged[-1], abs=1e-4)

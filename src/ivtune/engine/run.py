@@ -183,7 +183,7 @@ def train(
     task_mod = _task_module(cfg)
     ds = _preflight(cfg, task_mod, for_training=True)
     info = task_mod.dataset_info(ds)
-    task = task_mod.build_module(cfg, info)
+    task = build_module_seeded(task_mod, cfg, info)
     _check_sizes(cfg, task.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
@@ -192,6 +192,16 @@ def train(
     trainer.callbacks.extend(callbacks or [])
     trainer.fit(task, datamodule=task_mod.build_datamodule(cfg), ckpt_path=str(ckpt) if resume else None)
     return run_dir
+
+
+def build_module_seeded(task_mod, cfg: Config, info: dict[str, Any]):
+    """Build the task module right after seeding with ``train.seed``.
+
+    Checkpoints hold only trainable tensors; the frozen weights come from the hub or a file, or, for a random-init
+    backbone (tests, the demo's fallback), from this seed: train, eval and predict must all draw them the same way.
+    """
+    pl.seed_everything(cfg.train.seed, verbose=False)
+    return task_mod.build_module(cfg, info)
 
 
 def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
@@ -204,7 +214,7 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
     info_file = run_dir / DATASET_INFO
     if not info_file.is_file():
         raise CheckpointMismatchError(f"{info_file} not found: is {run_dir} a run directory written by ivtune train?")
-    task = task_mod.build_module(cfg, json.loads(info_file.read_text()))
+    task = build_module_seeded(task_mod, cfg, json.loads(info_file.read_text()))
     load_trainable(task, load_file(str(weights)), source=str(weights))
     return task.eval()
 
