@@ -100,9 +100,11 @@ def load_adapter(
     """
     from .backbones.factory import build_backbone
     from .backbones.weights import sha256_of
+    from .methods import get_method
 
     directory = Path(directory)
     config = read_adapter_config(directory)
+    whole_network = get_method(config.get("method", "iv-tuning")).trains_backbone  # the file holds every tensor
     want_sha = config.get("weights_sha256")
     if weights is not None and want_sha:
         got = sha256_of(weights)
@@ -111,13 +113,13 @@ def load_adapter(
                 f"{weights} (sha256 {got[:12]}...) is not the backbone file this adapter was trained on "
                 f"({config.get('weights_file')}, sha256 {want_sha[:12]}...). Pass the original file."
             )
-    elif weights is None and config.get("weights_file") and config.get("method") != "full":
+    elif weights is None and config.get("weights_file") and not whole_network:
         raise CheckpointMismatchError(
             f"the adapter in {directory} was trained on the frozen backbone file {config['weights_file']!r} "
             f"(sha256 {want_sha}); pass weights=PATH to that file."
         )
     if pretrained is None:
-        pretrained = bool(config.get("pretrained")) and weights is None and config.get("method") != "full"
+        pretrained = bool(config.get("pretrained")) and weights is None and not whole_network
     model = build_backbone(
         config["name"],
         method=config["method"],

@@ -213,7 +213,7 @@ def test_missing_file(tmp_path):
     ("lr: 1.0e-4", "lr: -1.0", "optim.lr", "must be > 0"),
     ("timm_kwargs: {depth: 2, embed_dim: 64, num_heads: 2}", "timm_kwargs: {features_only: true}",
      "model.timm_kwargs", "must not contain 'features_only'"),
-    ("backbone: vit_small_patch16_224", "backbone: vit_small_patch16_224\n  method: lora", "model.method",
+    ("backbone: vit_small_patch16_224", "backbone: vit_small_patch16_224\n  method: bitfit", "model.method",
      "expected one of"),
     ("task: seg", "task: classification", "task", "expected one of seg"),
     ("checkpoint_every: 10", "checkpoint_every: 10\n  run_name: a/b", "train.run_name", "train.output_dir"),

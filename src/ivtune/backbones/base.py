@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -9,8 +10,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError, UnsupportedModelError
-from ..inject.recipes import recipe_for, supported_block_names
-from ..inject.wrappers import AdaptedBlock
+from ..inject.recipes import Recipe, recipe_for, supported_block_names
+from ..inject.wrappers import AdaptedBlock, BlockWrapper
 from ..modules.prompt import IRPatchEmbed, PromptStem
 from .families import Family
 from .pyramid import PYRAMID_STRIDES, SimplePyramid
@@ -43,6 +44,8 @@ class IVBackbone(nn.Module):
             ``ir`` (the authors' full-fine-tuning baseline; requires ``adapters=False``).
         adapter_kwargs: ``adapter_hidden``, ``prompt_hidden``, ``dropout`` for the insertion points.
         prompt_hidden: EMPG width (8 in the final method, 64 in the authors' ViTDet-B).
+        block_wrapper: ``(block, recipe, dim) -> BlockWrapper`` for another in-block design (the PETL baselines in
+            ``ivtune.methods``); default: IV-tuning's :class:`AdaptedBlock` with ``adapter_kwargs``.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class IVBackbone(nn.Module):
         ir_input: bool = True,
         adapter_kwargs: dict[str, Any] | None = None,
         prompt_hidden: int = 8,
+        block_wrapper: Callable[[nn.Module, Recipe, int], BlockWrapper] | None = None,
     ) -> None:
         super().__init__()
         self.family = family
@@ -77,9 +81,12 @@ class IVBackbone(nn.Module):
         self.model = model
         self.has_adapters = adapters
         if adapters:
+            if block_wrapper is None:
+                def block_wrapper(blk: nn.Module, recipe: Recipe, dim: int) -> BlockWrapper:
+                    return AdaptedBlock(blk, recipe, dim, **(adapter_kwargs or {}))
             for _, container in _stage_blocks(model, family):
                 for i, blk in enumerate(container):
-                    container[i] = AdaptedBlock(blk, recipe_for(blk), self._block_dim(blk), **(adapter_kwargs or {}))
+                    container[i] = block_wrapper(blk, recipe_for(blk), self._block_dim(blk))
 
         if family.hierarchical:
             self.out_channels = [model.feature_info[i]["num_chs"] for i in self.out_indices]
@@ -138,10 +145,10 @@ class IVBackbone(nn.Module):
 
     # ------------------------------------------------------------------ trainable parts
     def iv_modules(self) -> list[nn.Module]:
-        """The IV-tuning modules, found structurally: IR embedding, prompt stem, every insertion point."""
+        """The added modules, found structurally: IR embedding, prompt stem, every block wrapper's modules."""
         mods: list[nn.Module] = [self.ir_patch_embed, self.prompt_stem] if self.ir_input else []
         for m in self.model.modules():
-            if isinstance(m, AdaptedBlock):
+            if isinstance(m, BlockWrapper):
                 mods.extend(m.iv_modules())
         return mods
 

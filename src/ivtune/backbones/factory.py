@@ -47,7 +47,8 @@ def build_backbone(
 
     Args:
         name: timm model name, e.g. ``swin_large_patch4_window12_384`` or ``vit_small_patch14_dinov2``.
-        method: training method (``ivtune.methods.METHODS``): ``iv-tuning`` (frozen backbone) or ``full``.
+        method: training method (``ivtune.methods.METHODS``): ``iv-tuning`` (frozen backbone), ``full``, or a
+            baseline (``vis-only-full``, ``dual-branch``, ``frozen``, ``vpt``, ``adaptformer``, ``lora``).
         pretrained: load timm's pretrained weights from the hub (needs network or a warm cache).
         weights: a local ``.safetensors`` / ``.pth`` state dict for this timm model; wins over ``pretrained``.
         out_indices: Swin: stages to return; ViT/EVA: the four blocks tapped for the pyramid.
@@ -67,6 +68,11 @@ def build_backbone(
     if "features_only" in timm_kwargs or "pretrained" in timm_kwargs:
         raise ConfigError("pass pretrained= directly and not features_only (ivtune builds the plain timm model).")
     family = _check_name(name)
+    if method_spec.families is not None and family.name not in method_spec.families:
+        raise UnsupportedModelError(
+            f"method {method!r} does not support the {family.name} family ({name}); it supports "
+            f"{', '.join(method_spec.families)}. Pick another method or a backbone of those families."
+        )
     kwargs = {**family.default_kwargs, "num_classes": 0, **timm_kwargs}
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
@@ -87,8 +93,12 @@ def build_backbone(
 
     if not 0.0 <= adapter_dropout < 1.0:
         raise ConfigError(f"adapter_dropout must be in [0, 1), got {adapter_dropout}.")
-    backbone = IVBackbone(model, family, out_indices, adapters=method_spec.adapters, ir_input=method_spec.ir_input,
-                          adapter_kwargs={"dropout": adapter_dropout})
+    if method_spec.build is not None:
+        backbone = method_spec.build(model, family, out_indices)
+    else:
+        backbone = IVBackbone(model, family, out_indices, adapters=method_spec.adapters,
+                              ir_input=method_spec.ir_input, adapter_kwargs={"dropout": adapter_dropout},
+                              block_wrapper=method_spec.block_wrapper)
     method_spec.configure(backbone)
     if adapter_init == "zeros":
         with torch.no_grad():

@@ -1,4 +1,9 @@
-"""``AdaptedBlock``: a frozen timm block plus its two IV-tuning insertion points."""
+"""Block wrappers: a frozen timm block run through its residual recipe, plus trainable in-block modules.
+
+``BlockWrapper`` is the common base (attribute delegation, structural discovery of the trainable modules);
+``AdaptedBlock`` is IV-tuning's (HA + IPA after each residual). The PETL baselines live in ``vpt.py``,
+``adaptformer.py`` and ``lora.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,33 @@ from ..modules.adapters import InsertionPoint
 from .recipes import Recipe
 
 
-class AdaptedBlock(nn.Module):
+class BlockWrapper(nn.Module):
+    """Base of every wrapper around a timm block.
+
+    Subclasses hold the block as ``self.block``, take ``forward(x, *, z, hw, num_prefix_tokens=0, **block_kwargs)``
+    on (B, P + h*w, C) tokens, and list their trainable modules in :meth:`iv_modules` (the backbone finds them by
+    visiting wrappers, never by a name). Unknown attributes are forwarded to the wrapped block, because timm walks
+    into blocks (e.g. Swin's ``set_input_size``).
+    """
+
+    block: nn.Module
+
+    def iv_modules(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            # read the wrapped block straight from __dict__: during __init__, deepcopy or unpickling it may not be
+            # there yet, and going through getattr again would recurse forever
+            block = self.__dict__.get("_modules", {}).get("block")
+            if block is None:
+                raise
+            return getattr(block, name)
+
+
+class AdaptedBlock(BlockWrapper):
     """Runs ``block`` as its recipe says and applies ``x_p <- HA(x_p) + IPA(z)`` after each residual.
 
     Only the patch tokens ``x_p`` are adapted: prefix tokens (class, registers) pass untouched.
@@ -52,14 +83,3 @@ class AdaptedBlock(nn.Module):
 
     def iv_modules(self) -> list[nn.Module]:
         return [self.iv_attn, self.iv_mlp]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            # read the wrapped block straight from __dict__: during __init__, deepcopy or unpickling it may not be
-            # there yet, and going through getattr again would recurse forever
-            block = self.__dict__.get("_modules", {}).get("block")
-            if block is None:
-                raise
-            return getattr(block, name)
