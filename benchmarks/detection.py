@@ -1,0 +1,159 @@
+"""Detection on synthetic day / night scenes: IV-tuning vs the visible-only full fine-tuning baseline.
+
+Both methods get the same detector (FPN + FCOS by default), data, optimiser and CPU budget; only ``model.method``
+differs (``iv-tuning``: frozen backbone + IV modules, sees VIS + IR; ``vis-only-full``: every backbone weight
+trains, the IR image is ignored). At night the synthetic objects show only in the thermal image, so the baseline
+should fall behind there. Each method trains for ``--budget-s`` seconds of wall time or ``--steps`` steps, whichever
+ends first, then COCO mAP / AP50 are computed on the test scenes, overall and per condition.
+
+    python benchmarks/detection.py --budget-s 300                   # tiny random-init ViT, minutes on 2 CPU cores
+    python benchmarks/detection.py --weights PATH/dinov2_vits14.safetensors --budget-s 600   # a real frozen backbone
+    python benchmarks/detection.py --smoke --out /tmp/x              # 2 steps, tiny: seconds (the test suite)
+
+Results: ``--out`` (default ``benchmarks/results``) ``detection_<machine>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
+METHODS = ("iv-tuning", "vis-only-full")
+
+
+def overrides_for(args: argparse.Namespace, method: str) -> list[str]:
+    o = [f"model.method={method}", f"model.head={args.detector}", f"data.options.num_samples={args.train_samples}",
+         f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", f"train.max_steps={args.steps}",
+         "optim.schedule=constant"]
+    if method != "iv-tuning":  # adapters only exist with iv-tuning
+        o.append("model.adapter_dropout=0.0")
+    if args.weights:
+        o += ["model.backbone=vit_small_patch14_dinov2", f"model.weights={args.weights}",
+              "model.timm_kwargs={dynamic_img_size: true}", "model.head_kwargs.fpn_channels=128"]
+    return o
+
+
+def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
+    from ivtune.data.det import collate_det
+    from ivtune.engine.sampling import StepBatchSampler
+    from ivtune.engine.schedule import build_optimizer, lr_lambda, param_groups
+    from ivtune.metrics.det import coco_evaluate
+    from ivtune.tasks.det import build_dataset, build_det_model, rescale_boxes, subset_coco, to_coco_detections
+    from ivtune.tasks.seg import SeededView
+
+    torch.manual_seed(cfg.train.seed)
+    train_ds = build_dataset(cfg, "train", train=True)
+    test_cfg = replace(cfg, data=replace(cfg.data, options={**cfg.data.options, "num_samples": args.test_samples}))
+    test_ds = build_dataset(test_cfg, "test", train=False)
+    model = build_det_model(cfg, len(train_ds.classes))
+    head = torch.nn.ModuleList([m for n, m in model.named_children() if n != "backbone"])
+    opt = build_optimizer(param_groups(model.backbone, head, cfg.optim), cfg.optim)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim, cfg.train.max_steps))
+    sampler = StepBatchSampler(len(train_ds), cfg.data.batch_size, cfg.train.max_steps, seed=cfg.train.seed)
+    view = SeededView(train_ds)
+    trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+    model.train()
+    start, steps, losses = time.perf_counter(), 0, []
+    for items in sampler:
+        batch = collate_det([view[it] for it in items])
+        targets = [{"boxes": b, "labels": lab, "ignore": ig}
+                   for b, lab, ig in zip(batch["boxes"], batch["labels"], batch["ignore"], strict=True)]
+        loss = sum(model(batch["vis"], batch["ir"], targets).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.optim.grad_clip_norm)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        steps += 1
+        if time.perf_counter() - start >= args.budget_s:
+            break
+    train_s = time.perf_counter() - start
+    model.eval()
+    dets, conds = [], {}
+    with torch.no_grad():
+        for i in range(0, len(test_ds), cfg.data.eval_batch_size):
+            batch = collate_det([test_ds[j] for j in range(i, min(i + cfg.data.eval_batch_size, len(test_ds)))])
+            for det, meta in zip(model(batch["vis"], batch["ir"]), batch["meta"], strict=True):
+                conds[int(meta["image_id"])] = meta.get("condition")
+                dets += to_coco_detections({**det, "boxes": rescale_boxes(det["boxes"], meta)}, meta["image_id"])
+    gt = test_ds.to_coco()
+    results = {}
+    for name in ("all", "day", "night"):
+        ids = {i for i, c in conds.items() if name == "all" or c == name}
+        if ids:
+            r = coco_evaluate(subset_coco(gt, ids), [d for d in dets if d["image_id"] in ids])
+            results[name] = {"mAP": r["mAP"], "AP50": r["AP50"], "images": len(ids)}
+    k = max(1, min(5, len(losses) // 2))
+    return {"steps": steps, "train_s": round(train_s, 1), "trainable_backbone_params": trainable,
+            "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4),
+            "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-s", type=float, default=300.0, help="training wall time per method (seconds)")
+    p.add_argument("--steps", type=int, default=100_000, help="at most this many steps per method")
+    p.add_argument("--detector", default="fcos", choices=("fcos", "retinanet", "fasterrcnn"))
+    p.add_argument("--train-samples", type=int, default=128)
+    p.add_argument("--test-samples", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-4, help="backbone lr; the head gets optim.head_lr_mult (x10)")
+    p.add_argument("--weights", default=None, help="local DINOv2-S file: use vit_small_patch14_dinov2 frozen")
+    p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--smoke", action="store_true", help="2 steps, 8 + 4 scenes: checks the script runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.steps, args.train_samples, args.test_samples, args.batch_size = 2, 8, 4, 2
+
+    from ivtune.config import load_config
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = {}
+    for method in METHODS:
+        cfg = load_config(args.config, overrides_for(args, method))
+        rows[method] = train_and_eval(cfg, args)
+        r = rows[method]["results"]
+        print(f"{method:>14}: {rows[method]['steps']} steps in {rows[method]['train_s']} s, loss "
+              f"{rows[method]['loss_first']} -> {rows[method]['loss_last']}; AP50 all / day / night "
+              + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night")),
+              flush=True)
+    machine = f"{platform.machine()}_cpu{torch.get_num_threads()}_torch{torch.__version__.split('+')[0]}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine, "args": vars(args), "methods": rows}
+    stem = f"detection_{machine}" + ("_smoke" if args.smoke else "")
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [f"# Detection on synthetic scenes ({args.detector}, {machine})", "",
+             f"Budget {args.budget_s:.0f} s or {args.steps} steps per method, {args.train_samples} train / "
+             f"{args.test_samples} test scenes, batch {args.batch_size}, backbone "
+             f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}.", "",
+             "| method | steps | train s | trainable backbone | mAP | AP50 all | AP50 day | AP50 night |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, row in rows.items():
+        r = row["results"]
+
+        def cell(c: str, k: str = "AP50", r: dict = r) -> str:
+            return "–" if r.get(c, {}).get(k) is None else f"{r[c][k]:.2f}"
+
+        lines.append(f"| {method} | {row['steps']} | {row['train_s']} | {row['trainable_backbone_params']:,} | "
+                     f"{cell('all', 'mAP')} | {cell('all')} | {cell('day')} | {cell('night')} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / stem}.json / .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
