@@ -45,11 +45,11 @@ def overrides_for(args: argparse.Namespace, method: str) -> list[str]:
 
 def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     from ivtune.data.det import collate_det
+    from ivtune.engine.datamodule import SeededView
     from ivtune.engine.sampling import StepBatchSampler
     from ivtune.engine.schedule import build_optimizer, lr_lambda, param_groups
     from ivtune.metrics.det import coco_evaluate
     from ivtune.tasks.det import build_dataset, build_det_model, rescale_boxes, subset_coco, to_coco_detections
-    from ivtune.tasks.seg import SeededView
 
     torch.manual_seed(cfg.train.seed)
     train_ds = build_dataset(cfg, "train", train=True)

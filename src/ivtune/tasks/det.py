@@ -20,17 +20,15 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..backbones.factory import build_backbone
 from ..checkpoint import trainable_state_dict
 from ..config import Config
 from ..engine.checkpointing import strip_frozen
-from ..engine.sampling import StepBatchSampler, StepDataLoader
+from ..engine.datamodule import PairedDataModule, test_split_of
 from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, ConfigError, DataError
+from ..errors import CheckpointMismatchError, DataError
 from ..heads.det import DetectionModel
-from .seg import EvalView, SeededView, ShardSampler
 
 # data.options keys that configure the transforms; every other key goes to the dataset
 TRANSFORM_OPTIONS = ("train_sizes", "test_size", "max_size", "crop")
@@ -82,56 +80,8 @@ def build_dataset(cfg: Config, split: str, train: bool, strict: bool = True):
                                      strict=strict, **ds_options)
 
 
-class DetDataModule(pl.LightningDataModule):
-    """Training: the resumable step sampler of the engine; evaluation: every image once across ranks."""
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.datasets: dict[str, Any] = {}
-
-    def dataset(self, split: str, train: bool = False):
-        key = f"{split}/{'train' if train else 'eval'}"
-        if key not in self.datasets:
-            self.datasets[key] = build_dataset(self.cfg, split, train)
-        return self.datasets[key]
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset(self.cfg.data.train_split, train=True)
-        rank, world = self._rank_world()
-        t = self.cfg.train
-        start = self.trainer.global_step if self.trainer is not None else 0
-        sampler = StepBatchSampler(len(ds), self.cfg.data.batch_size, total_steps=t.max_steps, seed=t.seed,
-                                   rank=rank, world_size=world, start_step=start)
-        return StepDataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=_data().collate_det,
-                              num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0,
-                              step_fn=lambda: self.trainer.global_step if self.trainer is not None else 0)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        ds = self.dataset(split)
-        rank, world = self._rank_world()
-        return DataLoader(EvalView(ds), batch_size=self.cfg.data.eval_batch_size,
-                          sampler=ShardSampler(len(ds), rank, world), collate_fn=_data().collate_det,
-                          num_workers=self.cfg.data.num_workers)
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self.eval_dataloader(self.cfg.data.val_split) if self.cfg.data.val_split else []
-
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader(eval_split(self.cfg, "test"))
-
-
 def eval_split(cfg: Config, stage: str) -> str:
-    if stage == "val":
-        return cfg.data.val_split
-    split = cfg.data.test_split or cfg.data.val_split
-    if split is None:
-        raise ConfigError("data.test_split and data.val_split are both null: name the split to evaluate.")
-    return split
+    return cfg.data.val_split if stage == "val" else test_split_of(cfg)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -310,8 +260,8 @@ def build_module(cfg: Config, info: dict[str, Any]) -> DetTask:
     return DetTask(cfg, info["classes"])
 
 
-def build_datamodule(cfg: Config) -> DetDataModule:
-    return DetDataModule(cfg)
+def build_datamodule(cfg: Config) -> PairedDataModule:
+    return PairedDataModule(cfg, build_dataset, lambda batch: _data().collate_det(batch))
 
 
 def write_eval_report(results: dict[str, dict], info: dict[str, Any], out_dir: Path) -> None:

@@ -10,7 +10,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..backbones.factory import build_backbone
 from ..checkpoint import trainable_state_dict
@@ -19,9 +18,9 @@ from ..data.datasets import build_seg_dataset
 from ..data.pairs import collate_pairs
 from ..data.transforms import build_seg_transforms
 from ..engine.checkpointing import strip_frozen
-from ..engine.sampling import StepBatchSampler, StepDataLoader
+from ..engine.datamodule import PairedDataModule
 from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, ConfigError, DataError
+from ..errors import CheckpointMismatchError, DataError
 from ..heads.seg import SegmentationModel
 from ..metrics import ConfusionMatrix
 
@@ -49,99 +48,6 @@ def build_dataset(cfg: Config, split: str, train: bool, strict: bool = True):
     ds = build_seg_dataset(cfg.data.dataset, cfg.data.root, split, strict=strict, **cfg.data.options)
     ds.transform = build_transforms(cfg, train, ds.ignore_index)
     return ds
-
-
-class SeededView(Dataset):
-    """Items are ``(index, seed)``: the augmentation of a sample is fixed by its position in the data stream."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
-        index, seed = item
-        return self.dataset.transform(self.dataset.load_raw(index), rng=seed)
-
-
-class ShardSampler(Sampler[tuple[int, bool]]):
-    """Evaluation order split across ranks; items are ``(index, counted)``.
-
-    Every rank gets the same number of items (DDP's forward is a collective, so no rank may run out early);
-    the padding repeats an image with ``counted=False`` and the metrics skip it, so each image counts once.
-    """
-
-    def __init__(self, n: int, rank: int, world_size: int) -> None:
-        per_rank = -(-n // world_size)
-        own = [(i, True) for i in range(rank, n, world_size)]
-        self.items = own + [(0, False)] * (per_rank - len(own))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __iter__(self):
-        return iter(self.items)
-
-
-class EvalView(Dataset):
-    """Items ``(index, counted)`` -> the sample, with ``meta["counted"]`` telling the metrics whether to use it."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item: tuple[int, bool]) -> dict[str, Any]:
-        index, counted = item
-        sample = self.dataset[index]
-        sample["meta"] = {**sample["meta"], "counted": counted}
-        return sample
-
-
-class SegDataModule(pl.LightningDataModule):
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.datasets: dict[str, Any] = {}
-
-    def dataset(self, split: str, train: bool = False):
-        key = f"{split}/{'train' if train else 'eval'}"
-        if key not in self.datasets:
-            self.datasets[key] = build_dataset(self.cfg, split, train)
-        return self.datasets[key]
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset(self.cfg.data.train_split, train=True)
-        rank, world = self._rank_world()
-        t = self.cfg.train
-        start = self.trainer.global_step if self.trainer is not None else 0  # restored when resuming
-        sampler = StepBatchSampler(len(ds), self.cfg.data.batch_size, total_steps=t.max_steps, seed=t.seed,
-                                   rank=rank, world_size=world, start_step=start)
-        return StepDataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=collate_pairs,
-                              num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0,
-                              step_fn=lambda: self.trainer.global_step if self.trainer is not None else 0)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        ds = self.dataset(split)
-        rank, world = self._rank_world()
-        return DataLoader(EvalView(ds), batch_size=self.cfg.data.eval_batch_size,
-                          sampler=ShardSampler(len(ds), rank, world),
-                          collate_fn=collate_pairs, num_workers=self.cfg.data.num_workers)
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self.eval_dataloader(self.cfg.data.val_split) if self.cfg.data.val_split else []
-
-    def test_dataloader(self) -> DataLoader:
-        split = self.cfg.data.test_split or self.cfg.data.val_split
-        if split is None:
-            raise ConfigError("data.test_split and data.val_split are both null: name the split to evaluate.")
-        return self.eval_dataloader(split)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -290,8 +196,8 @@ def build_module(cfg: Config, info: dict[str, Any]) -> SegTask:
     return SegTask(cfg, info["classes"], info["ignore_index"], info.get("palette"))
 
 
-def build_datamodule(cfg: Config) -> SegDataModule:
-    return SegDataModule(cfg)
+def build_datamodule(cfg: Config) -> PairedDataModule:
+    return PairedDataModule(cfg, build_dataset, collate_pairs)
 
 
 def write_eval_report(results: dict[str, dict], info: dict[str, Any], out_dir: Path) -> None:

@@ -26,7 +26,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from ..backbones.factory import build_backbone
 from ..checkpoint import trainable_state_dict
@@ -35,12 +34,12 @@ from ..data.pairs import collate_pairs
 from ..data.sod import build_sod_dataset
 from ..data.sod_transforms import build_sod_transforms
 from ..engine.checkpointing import strip_frozen
-from ..engine.sampling import StepBatchSampler, StepDataLoader
+from ..engine.datamodule import PairedDataModule
 from ..engine.schedule import build_optimizer, lr_lambda, param_groups
 from ..errors import CheckpointMismatchError, ConfigError
 from ..heads.sod import SaliencyModel
 from ..metrics.sod import METRIC_KEYS, SODMetrics, write_sod_report
-from .seg import EvalView, SeededView, ShardSampler, check_pair_size, pad_to_multiple
+from .seg import check_pair_size, pad_to_multiple
 
 # keys of data.options read by the task itself, not passed to the dataset
 TASK_OPTIONS = ("roots", "crop_border", "rotation", "rotation_p", "gt_noise")
@@ -90,50 +89,6 @@ def build_dataset(cfg: Config, split: str, train: bool, strict: bool = True):
     ds = build_sod_dataset(name, root, sub, strict=strict, keep_gt=not train, **options)
     ds.transform = build_transforms(cfg, train)
     return ds
-
-
-class SODDataModule(pl.LightningDataModule):
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.datasets: dict[str, Any] = {}
-
-    def dataset(self, split: str, train: bool = False):
-        key = f"{split}/{'train' if train else 'eval'}"
-        if key not in self.datasets:
-            self.datasets[key] = build_dataset(self.cfg, split, train)
-        return self.datasets[key]
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset(self.cfg.data.train_split, train=True)
-        rank, world = self._rank_world()
-        t = self.cfg.train
-        start = self.trainer.global_step if self.trainer is not None else 0
-        sampler = StepBatchSampler(len(ds), self.cfg.data.batch_size, total_steps=t.max_steps, seed=t.seed,
-                                   rank=rank, world_size=world, start_step=start)
-        return StepDataLoader(SeededView(ds), batch_sampler=sampler, collate_fn=collate_pairs,
-                              num_workers=self.cfg.data.num_workers, persistent_workers=self.cfg.data.num_workers > 0,
-                              step_fn=lambda: self.trainer.global_step if self.trainer is not None else 0)
-
-    def eval_dataloader(self, split: str) -> DataLoader:
-        ds = self.dataset(split)
-        rank, world = self._rank_world()
-        return DataLoader(EvalView(ds), batch_size=self.cfg.data.eval_batch_size,
-                          sampler=ShardSampler(len(ds), rank, world), collate_fn=collate_pairs,
-                          num_workers=self.cfg.data.num_workers)
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self.eval_dataloader(self.cfg.data.val_split) if self.cfg.data.val_split else []
-
-    def test_dataloader(self) -> DataLoader:
-        split = self.cfg.data.test_split or self.cfg.data.val_split
-        if split is None:
-            raise ConfigError("data.test_split and data.val_split are both null: name the split to evaluate.")
-        return self.eval_dataloader(split)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -280,8 +235,8 @@ def build_module(cfg: Config, info: dict[str, Any]) -> SODTask:
     return SODTask(cfg)
 
 
-def build_datamodule(cfg: Config) -> SODDataModule:
-    return SODDataModule(cfg)
+def build_datamodule(cfg: Config) -> PairedDataModule:
+    return PairedDataModule(cfg, build_dataset, collate_pairs)
 
 
 def write_eval_report(results: dict[str, dict], info: dict[str, Any], out_dir: Path) -> None:
