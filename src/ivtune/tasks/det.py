@@ -17,17 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from ..backbones.factory import build_backbone
-from ..checkpoint import trainable_state_dict
 from ..config import Config
-from ..engine.checkpointing import strip_frozen
 from ..engine.datamodule import PairedDataModule, test_split_of
-from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, DataError
+from ..engine.module import IVTaskModule
+from ..errors import DataError
 from ..heads.det import DetectionModel
 
 # data.options keys that configure the transforms; every other key goes to the dataset
@@ -123,27 +120,19 @@ def subset_coco(gt: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
             "annotations": [a for a in gt["annotations"] if a["image_id"] in image_ids]}
 
 
-class DetTask(pl.LightningModule):
+class DetTask(IVTaskModule):
     """Trains a :class:`DetectionModel`; validation / test report COCO mAP overall and per condition."""
 
     def __init__(self, cfg: Config, classes: list[str]) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.classes = list(classes)
         self.model = build_det_model(cfg, len(self.classes))
-        self.strict_loading = False  # checkpoints hold only trainable tensors; on_load_checkpoint checks them
         self._detections: list[dict[str, Any]] = []
         self._conditions: dict[int, str | None] = {}
-        self.eval_results: dict[str, dict] = {}
 
     # ---------------------------------------------------------------- training
     def forward(self, vis, ir, targets=None):
         return self.model(vis, ir, targets)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # as in segmentation: reseed dropout at checkpoint steps so a resumed run continues exactly
-        if self.global_step % self.cfg.train.checkpoint_every == 0:
-            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         targets = [{"boxes": b, "labels": lab, "ignore": ig}
@@ -161,12 +150,6 @@ class DetTask(pl.LightningModule):
             self.log(f"train/{k}", v, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
-
-    def configure_optimizers(self):
-        head = torch.nn.ModuleList([m for n, m in self.model.named_children() if n != "backbone"])
-        opt = build_optimizer(param_groups(self.model.backbone, head, self.cfg.optim), self.cfg.optim)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.cfg.optim, self.cfg.train.max_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # ---------------------------------------------------------------- evaluation
     def _reset(self) -> None:
@@ -235,20 +218,8 @@ class DetTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
-    # ---------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        strip_frozen(self, checkpoint)
-        checkpoint["ivtune"] = {"classes": self.classes, "detector": self.model.detector_name}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected = set(trainable_state_dict(self))
-        got = set(checkpoint["state_dict"])
-        if expected != got:
-            missing, unexpected = sorted(expected - got), sorted(got - expected)
-            raise CheckpointMismatchError(
-                f"checkpoint does not match the configured model: missing {missing[:8]}, unexpected "
-                f"{unexpected[:8]}. Was it written with another config (backbone, method, detector, classes)?"
-            )
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes, "detector": self.model.detector_name}
 
 
 # ---------------------------------------------------------------------------------------------------- interface

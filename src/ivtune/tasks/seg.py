@@ -6,21 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..backbones.factory import build_backbone
-from ..checkpoint import trainable_state_dict
 from ..config import Config
 from ..data.datasets import build_seg_dataset
 from ..data.pairs import collate_pairs
 from ..data.transforms import build_seg_transforms
-from ..engine.checkpointing import strip_frozen
 from ..engine.datamodule import PairedDataModule
-from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, DataError
+from ..engine.module import IVTaskModule
+from ..errors import DataError
 from ..heads.seg import SegmentationModel
 from ..metrics import ConfusionMatrix
 
@@ -78,30 +75,21 @@ def predict_logits(model: SegmentationModel, vis: torch.Tensor, ir: torch.Tensor
     return model(vis_p, ir_p)[..., :h, :w]
 
 
-class SegTask(pl.LightningModule):
+class SegTask(IVTaskModule):
     """Trains a :class:`SegmentationModel`; validation / test report mIoU overall and per condition."""
 
     def __init__(self, cfg: Config, classes: list[str], ignore_index: int,
                  palette: list[tuple[int, int, int]] | None = None) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.classes = list(classes)
         self.ignore_index = ignore_index
         self.palette = [tuple(c) for c in palette] if palette else None
         self.model = build_seg_model(cfg, len(classes), ignore_index)
-        self.strict_loading = False  # checkpoints hold only trainable tensors; on_load_checkpoint checks them
         self._matrices: dict[str, ConfusionMatrix] = {}
-        self.eval_results: dict[str, dict] = {}
 
     # ---------------------------------------------------------------- training
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         return self.model(vis, ir)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # dropout draws from torch's global RNG: reseed at every checkpoint step (per rank) so that a run resumed
-        # from a checkpoint continues exactly like the uninterrupted one
-        if self.global_step % self.cfg.train.checkpoint_every == 0:
-            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["vis"], batch["ir"])
@@ -114,14 +102,6 @@ class SegTask(pl.LightningModule):
                  batch_size=batch["vis"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
-
-    def configure_optimizers(self):
-        opt = build_optimizer(param_groups(self.model.backbone, self._head_modules(), self.cfg.optim), self.cfg.optim)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.cfg.optim, self.cfg.train.max_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
-
-    def _head_modules(self) -> torch.nn.Module:
-        return torch.nn.ModuleList([m for n, m in self.model.named_children() if n != "backbone"])
 
     # ---------------------------------------------------------------- evaluation
     def _reset_matrices(self) -> None:
@@ -170,20 +150,8 @@ class SegTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
-    # ---------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        strip_frozen(self, checkpoint)
-        checkpoint["ivtune"] = {"classes": self.classes, "ignore_index": self.ignore_index}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected = set(trainable_state_dict(self))
-        got = set(checkpoint["state_dict"])
-        if expected != got:
-            missing, unexpected = sorted(expected - got), sorted(got - expected)
-            raise CheckpointMismatchError(
-                f"checkpoint does not match the configured model: missing {missing[:8]}, unexpected "
-                f"{unexpected[:8]}. Was it written with another config (backbone, method, head, classes)?"
-            )
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes, "ignore_index": self.ignore_index}
 
 
 # ---------------------------------------------------------------------------------------------------- interface

@@ -22,21 +22,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..backbones.factory import build_backbone
-from ..checkpoint import trainable_state_dict
 from ..config import DATASETS_BY_TASK, Config
 from ..data.pairs import collate_pairs
 from ..data.sod import build_sod_dataset
 from ..data.sod_transforms import build_sod_transforms
-from ..engine.checkpointing import strip_frozen
 from ..engine.datamodule import PairedDataModule
-from ..engine.schedule import build_optimizer, lr_lambda, param_groups
-from ..errors import CheckpointMismatchError, ConfigError
+from ..engine.module import IVTaskModule
+from ..errors import ConfigError
 from ..heads.sod import SaliencyModel
 from ..metrics.sod import METRIC_KEYS, SODMetrics, write_sod_report
 from .seg import check_pair_size, pad_to_multiple
@@ -123,24 +120,16 @@ def to_gt_size(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return out.clamp(0.0, 1.0).cpu().numpy().astype(np.float64)
 
 
-class SODTask(pl.LightningModule):
+class SODTask(IVTaskModule):
     """Trains a :class:`SaliencyModel`; validation / test report the SOD metrics per dataset/split."""
 
     def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.model = build_sod_model(cfg)
-        self.strict_loading = False  # checkpoints hold only trainable tensors; on_load_checkpoint checks them
         self._metrics: dict[str, SODMetrics] = {}
-        self.eval_results: dict[str, dict] = {}
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         return self.model(vis, ir)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # as the segmentation task: reseed dropout at checkpoint steps so that a resumed run matches
-        if self.global_step % self.cfg.train.checkpoint_every == 0:
-            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(self.model(batch["vis"], batch["ir"]), batch["mask"])
@@ -151,12 +140,6 @@ class SODTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["vis"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
-
-    def configure_optimizers(self):
-        head = torch.nn.ModuleList([m for n, m in self.model.named_children() if n != "backbone"])
-        opt = build_optimizer(param_groups(self.model.backbone, head, self.cfg.optim), self.cfg.optim)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.cfg.optim, self.cfg.train.max_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # ---------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:
@@ -211,19 +194,8 @@ class SODTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
-    # ---------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        strip_frozen(self, checkpoint)
-        checkpoint["ivtune"] = {"task": "sod"}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        expected, got = set(trainable_state_dict(self)), set(checkpoint["state_dict"])
-        if expected != got:
-            missing, unexpected = sorted(expected - got), sorted(got - expected)
-            raise CheckpointMismatchError(
-                f"checkpoint does not match the configured model: missing {missing[:8]}, unexpected "
-                f"{unexpected[:8]}. Was it written with another config (backbone, method, head)?"
-            )
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"task": "sod"}
 
 
 # ---------------------------------------------------------------------------------------------------- interface
