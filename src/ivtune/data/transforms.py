@@ -241,6 +241,9 @@ class SegTransform:
         steps: callables ``(sample, rng) -> sample`` working on tensors.
     """
 
+    # the first step: raw numpy sample -> tensors (tasks with other targets, e.g. boxes, override it)
+    convert = staticmethod(to_tensors)
+
     def __init__(self, steps: Sequence[Any]):
         self.steps = list(steps)
 
@@ -250,14 +253,14 @@ class SegTransform:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
-        out = to_tensors(sample)
+        out = self.convert(sample)
         for step in self.steps:
             out = step(out, rng)
         return out
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(s) for s in self.steps)
-        return f"SegTransform([\n  {inner}\n])"
+        return f"{type(self).__name__}([\n  {inner}\n])"
 
 
 def _pair(value: Any, key: str) -> tuple[int, int] | None:

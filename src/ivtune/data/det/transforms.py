@@ -20,7 +20,16 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError, DataError
-from ..transforms import IMAGENET_MEAN, IMAGENET_STD, IR_NORMS, Normalize, VisPhotometric, _resize_image, _stats
+from ..transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    IR_NORMS,
+    Normalize,
+    SegTransform,
+    VisPhotometric,
+    _resize_image,
+    _stats,
+)
 from .dataset import det_to_tensors
 
 DETR_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
@@ -114,28 +123,16 @@ class DetRandomCrop:
         return f"DetRandomCrop(size={self.size})"
 
 
-class DetTransformPipeline:
+def _det_tensors(sample: Sample) -> Sample:
+    out = det_to_tensors(sample)
+    out["meta"] = {"scale": (1.0, 1.0), **out.get("meta", {})}  # resize steps update it
+    return out
+
+
+class DetTransformPipeline(SegTransform):
     """:func:`det_to_tensors`, then each step ``step(sample, rng)``; call as ``pipeline(raw_sample, rng=None)``."""
 
-    def __init__(self, steps: Sequence[Any]):
-        self.steps = list(steps)
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | int | None = None) -> Sample:
-        if rng is None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        elif not isinstance(rng, np.random.Generator):
-            rng = np.random.default_rng(rng)
-        out = det_to_tensors(sample)
-        meta = dict(out.get("meta", {}))
-        meta.setdefault("scale", (1.0, 1.0))
-        out["meta"] = meta
-        for step in self.steps:
-            out = step(out, rng)
-        return out
-
-    def __repr__(self) -> str:
-        inner = ",\n  ".join(repr(s) for s in self.steps)
-        return f"DetTransformPipeline([\n  {inner}\n])"
+    convert = staticmethod(_det_tensors)
 
 
 def build_det_transforms(
