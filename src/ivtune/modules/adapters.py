@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import SFT, HybridOperation, SimAM, grid_to_tokens, tokens_to_grid
+from .ops import SFT, HybridOperation, SimAM
 
 
 def _init_linear(layer: nn.Linear) -> None:
@@ -30,7 +30,7 @@ class HybridAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         d = self.down(self.sft(x))
-        d = grid_to_tokens(self.mix(tokens_to_grid(d, hw)))
+        d = self.mix.forward_tokens(d, hw)
         return x + self.up(self.drop(self.act(d)))
 
     def zero_output(self) -> None:
@@ -56,7 +56,7 @@ class InternalPromptAdapter(nn.Module):
 
     def forward(self, z: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         d = self.down(self.sft(z))
-        d = grid_to_tokens(self.act(self.attn(tokens_to_grid(d, hw))))
+        d = self.act(self.attn.forward_tokens(d))
         return self.act(self.up(d) * self.scale + self.shift)
 
     def zero_output(self) -> None:
