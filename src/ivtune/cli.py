@@ -118,6 +118,22 @@ def check(config: str, overrides: tuple[str, ...], splits: tuple[str, ...]) -> N
     sys.exit(0 if ok else 1)
 
 
+@data.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", default="m3fd", show_default=True, type=click.Choice(["m3fd"]),
+              help="Dataset whose layout ROOT has (datasets without an official split).")
+@click.option("--seed", default=0, show_default=True, help="random.Random seed of the shuffle.")
+@click.option("--train-fraction", default=0.8, show_default=True, help="Share of the pairs that train.")
+@click.option("--force", is_flag=True, help="Replace existing split files that differ.")
+def split(root: str, dataset: str, seed: int, train_fraction: float, force: bool) -> None:
+    """Write ROOT/train.txt and ROOT/val.txt: sorted stems, seeded shuffle, first TRAIN_FRACTION train."""
+    from .data.det.splits import write_split_files
+
+    paths = write_split_files(root, dataset, seed=seed, train_fraction=train_fraction, force=force)
+    for name, path in paths.items():
+        click.echo(f"{name}: {sum(1 for _ in path.open())} stems -> {path}")
+
+
 @main.command()
 @click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
               help="Output folder (data, runs, report.md).")

@@ -113,7 +113,11 @@ def build_m3fd(root: Path, split: str, transform: DetTransform | None = None, *,
         stems = None
         if split != "all":
             cand = [root / f"{split}.txt", root / "meta" / f"{split}.txt"]
-            split_file = next((p for p in cand if p.is_file()), cand[0])
+            split_file = next((p for p in cand if p.is_file()), None)
+            if split_file is None:
+                raise DataError(f"M3FD has no official split and {cand[0]} does not exist. Write the seeded 80/20 "
+                                f"split files once with: ivtune data split {root} --dataset m3fd (or use split "
+                                "'all').")
             stems = read_split_file(split_file)
         records = [DetRecord(s, v, i, _opt(lab_dir / f"{s}.txt"))
                    for s, v, i in _pairs_from_dirs(vis_dir, ir_dir, stems)]
