@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Callback
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -112,3 +114,51 @@ def test_benchmark_smoke(tmp_path):
     methods = json.loads(result.read_text())["methods"]
     assert set(methods) == {"iv-tuning", "vis-only-full"}
     assert all(m["steps"] == 2 and "night" in m["results"] for m in methods.values())
+
+
+class _Crash(Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+
+def _tiny(out: Path, *extra: str) -> list[str]:
+    return [f"train.output_dir={out}", "train.run_name=run", "train.val_every=100", "train.log_every=1",
+            "data.options.num_samples=6", "data.batch_size=2", *extra]
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
+    common = ["train.max_steps=5", "train.checkpoint_every=2"]
+    straight = train(TINY, _tiny(tmp_path / "a", *common))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(TINY, _tiny(tmp_path / "b", *common), callbacks=[_Crash()])
+    crashed = tmp_path / "b" / "run"
+    assert torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    resumed = train(crashed, resume=True)
+    a = load_file(str(straight / "checkpoints" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoints" / "model.safetensors"))
+    assert set(a) == set(b)
+    for k in a:  # same batches, same augmentation, same dropout masks: bit-identical
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.slow
+def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
+    # 5 test images on 2 gloo ranks: rank 1 gets one padding image, which must not be counted; the gathered
+    # detections must give the one-process COCO numbers
+    extra = ["data.options.num_samples=5", "data.eval_batch_size=2"]
+    one = evaluate(run_dir, overrides=extra, out_dir=tmp_path / "one")
+    args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
+    for o in [*extra, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:
+        args += ["--set", o]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())["results"]
+    assert set(two) == set(one)
+    for cond in one:
+        assert two[cond]["num_images"] == one[cond]["num_images"], cond
+        for k in ("mAP", "AP50", "AP75"):
+            assert two[cond][k] == pytest.approx(one[cond][k], abs=1e-6), (cond, k)
+    assert two["all"]["num_images"] == 5
