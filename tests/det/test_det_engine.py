@@ -21,6 +21,7 @@ from ivtune.engine.run import evaluate, load_run_model, train
 from ivtune.errors import CheckpointMismatchError
 from ivtune.predict import predict_pairs
 from ivtune.tasks.det import DetTask, format_results, split_options
+from tests.conftest import SHARED, requires_shared
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
@@ -162,3 +163,33 @@ def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
         for k in ("mAP", "AP50", "AP75"):
             assert two[cond][k] == pytest.approx(one[cond][k], abs=1e-6), (cond, k)
     assert two["all"]["num_images"] == 5
+
+
+MSRS = SHARED / "data" / "real" / "msrs_det"
+@pytest.mark.parametrize("annotation, counts", [
+    ("fusion", "Boxes: 78 (person 56, bicycle 1, car 21)"),
+    ("infrared", "Boxes: 113 (person 92, bicycle 3, car 18)"),
+], ids=["fusion", "infrared"])
+@pytest.mark.shared
+@requires_shared(MSRS)
+def test_cli_data_check_on_real_msrs_pairs(annotation, counts):
+    from click.testing import CliRunner
+
+    from ivtune.cli import main
+
+    sets = ["data.dataset=msrs_det", f"data.root={MSRS}", f"data.options={{annotation: {annotation}}}"]
+    args = ["data", "check", str(TINY), "--split", "all", *(a for s in sets for a in ("--set", s))]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "20 pairs, 20 ok (day 8, night 12)" in res.output and counts in res.output
+
+
+@pytest.mark.shared
+@requires_shared(MSRS)
+def test_predict_on_real_msrs_pairs(run_dir, tmp_path):
+    written = predict_pairs(run_dir, MSRS / "vis", MSRS / "ir", tmp_path)
+    assert len(written) == 20 and written[0].name == "00004N_det.png"
+    assert all(Image.open(p).size == (1280, 480) for p in written)  # visible | infrared, original 640x480 each
+    payload = json.loads((tmp_path / "detections.json").read_text())
+    assert len(payload["images"]) == 20
+    assert all((im["height"], im["width"]) == (480, 640) for im in payload["images"])
