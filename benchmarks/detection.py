@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ivtune.methods import get_method
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
 METHODS = ("iv-tuning", "vis-only-full")
@@ -33,14 +35,21 @@ METHODS = ("iv-tuning", "vis-only-full")
 
 def overrides_for(args: argparse.Namespace, method: str) -> list[str]:
     o = [f"model.method={method}", f"model.head={args.detector}", f"data.options.num_samples={args.train_samples}",
-         f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", f"train.max_steps={args.steps}",
-         "optim.schedule=constant"]
+         f"data.batch_size={args.batch_size}", f"train.max_steps={args.steps}", "optim.schedule=constant"]
+    # the pretrained weights train at a fine-tuning rate, the new IV modules at a higher one (as in synthetic.py);
+    # the detector head gets the same rate for every method
+    lr = args.lr_full if get_method(method).trains_backbone else args.lr
+    o += [f"optim.lr={lr}", f"optim.head_lr_mult={args.head_lr / lr}"]
     if method != "iv-tuning":  # adapters only exist with iv-tuning
         o.append("model.adapter_dropout=0.0")
     if args.weights:
         o += ["model.backbone=vit_small_patch14_dinov2", f"model.weights={args.weights}",
               "model.timm_kwargs={dynamic_img_size: true}", "model.head_kwargs.fpn_channels=128"]
     return o
+
+
+def _to(images: list[torch.Tensor], dev: torch.device) -> list[torch.Tensor]:
+    return [x.to(dev, non_blocking=True) for x in images]
 
 
 def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +64,11 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     train_ds = build_dataset(cfg, "train", train=True)
     test_cfg = replace(cfg, data=replace(cfg.data, options={**cfg.data.options, "num_samples": args.test_samples}))
     test_ds = build_dataset(test_cfg, "test", train=False)
-    model = build_det_model(cfg, len(train_ds.classes))
+    dev = torch.device(args.device)
+    model = build_det_model(cfg, len(train_ds.classes)).to(dev)
+    # bf16 autocast on a GPU (as the GPU recipes train); fp32 on the CPU
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
     head = torch.nn.ModuleList([m for n, m in model.named_children() if n != "backbone"])
     opt = build_optimizer(param_groups(model.backbone, head, cfg.optim), cfg.optim)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim, cfg.train.max_steps))
@@ -66,9 +79,10 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     start, steps, losses = time.perf_counter(), 0, []
     for items in sampler:
         batch = collate_det([view[it] for it in items])
-        targets = [{"boxes": b, "labels": lab, "ignore": ig}
+        targets = [{"boxes": b.to(dev), "labels": lab.to(dev), "ignore": ig.to(dev)}
                    for b, lab, ig in zip(batch["boxes"], batch["labels"], batch["ignore"], strict=True)]
-        loss = sum(model(batch["vis"], batch["ir"], targets).values())
+        with autocast:
+            loss = sum(model(_to(batch["vis"], dev), _to(batch["ir"], dev), targets).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip_norm:
@@ -85,7 +99,10 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     with torch.no_grad():
         for i in range(0, len(test_ds), cfg.data.eval_batch_size):
             batch = collate_det([test_ds[j] for j in range(i, min(i + cfg.data.eval_batch_size, len(test_ds)))])
-            for det, meta in zip(model(batch["vis"], batch["ir"]), batch["meta"], strict=True):
+            with autocast:
+                out = model(_to(batch["vis"], dev), _to(batch["ir"], dev))
+            for det, meta in zip(out, batch["meta"], strict=True):
+                det = {k: v.float().cpu() for k, v in det.items()}
                 conds[int(meta["image_id"])] = meta.get("condition")
                 dets += to_coco_detections({**det, "boxes": rescale_boxes(det["boxes"], meta)}, meta["image_id"])
     gt = test_ds.to_coco()
@@ -109,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-samples", type=int, default=128)
     p.add_argument("--test-samples", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-4, help="backbone lr; the head gets optim.head_lr_mult (x10)")
+    p.add_argument("--lr", type=float, default=5e-4, help="lr of the IV modules (iv-tuning)")
+    p.add_argument("--lr-full", type=float, default=1e-4, help="lr of methods that train the backbone weights")
+    p.add_argument("--head-lr", type=float, default=2e-3, help="lr of the FPN + detector head, every method")
     p.add_argument("--weights", default=None, help="local DINOv2-S file: use vit_small_patch14_dinov2 frozen")
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present; bf16 autocast there)")
     p.add_argument("--smoke", action="store_true", help="2 steps, 8 + 4 scenes: checks the script runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -130,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{rows[method]['loss_first']} -> {rows[method]['loss_last']}; AP50 all / day / night "
               + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night")),
               flush=True)
-    machine = f"{platform.machine()}_cpu{torch.get_num_threads()}_torch{torch.__version__.split('+')[0]}"
+    if args.device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(args.device))
+        machine = f"{gpu}_bf16_torch{torch.__version__.split('+')[0]}".replace(" ", "-")
+    else:
+        machine = f"{platform.machine()}_cpu{torch.get_num_threads()}_torch{torch.__version__.split('+')[0]}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "args": vars(args), "methods": rows}
@@ -139,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Detection on synthetic scenes ({args.detector}, {machine})", "",
              f"Budget {args.budget_s:.0f} s or {args.steps} steps per method, {args.train_samples} train / "
              f"{args.test_samples} test scenes, batch {args.batch_size}, backbone "
-             f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}.", "",
+             f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}; lr {args.lr} (IV "
+             f"modules) / {args.lr_full} (backbone weights), head {args.head_lr}, AdamW, constant after warm-up.", "",
              "| method | steps | train s | trainable backbone | mAP | AP50 all | AP50 day | AP50 night |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for method, row in rows.items():

@@ -210,7 +210,15 @@ def jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run_job(job: dict[str, Any], in_process: bool) -> dict[str, Any]:
     if in_process:
-        return measure(job)
+        import gc
+
+        import torch
+
+        row = measure(job)
+        gc.collect()  # the next method's peak memory must not include this one's leftovers
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return row
     # a fresh process per method: the max-RSS high-water mark is then this method's alone
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True)
     if proc.returncode != 0:

@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="*", default=None, help=f"subset of {ALL_METHODS}")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; quick / smoke 1)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 300; quick 100)")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="write the scenes and stop (before starting parallel workers on one --out)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the runs already finished under --out (e.g. by parallel workers)")
     args = p.parse_args(argv)
 
     import torch
@@ -131,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         h, w = choice["size"]
         write_synthetic_dataset(data_root, {"train": n_train, "test": n_test}, seed=0, height=h, width=w,
                                 night_fraction=0.5)
+    if args.prepare_only:
+        print(f"scenes written to {data_root}")
+        return 0
 
     results: dict[str, list[dict]] = {}
     for method in methods:
@@ -138,11 +145,20 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             cfg = run_config(choice, method, seed, data_root, out / "runs", steps, batch)
             run_dir = out / "runs" / f"{method}_seed{seed}"
-            if not (run_dir / "checkpoints" / "model.safetensors").is_file():
-                train(cfg)
-            torch.manual_seed(seed)  # a random-init frozen backbone is rebuilt from the same seed as in training
-            res = evaluate(run_dir)
-            results.setdefault(method, []).append({s: {"miou": res[s]["miou"]} for s in SPLITS})
+            cached = run_dir / "benchmark_eval.json"  # finished runs (e.g. from parallel workers) are not redone
+            if cached.is_file():
+                res = json.loads(cached.read_text())
+            elif args.report_only:
+                print(f"{method:<14} seed {seed}: not finished under {run_dir}, left out of the report")
+                continue
+            else:
+                if not (run_dir / "checkpoints" / "model.safetensors").is_file():
+                    train(cfg)
+                torch.manual_seed(seed)  # a random-init frozen backbone is rebuilt from the seed used in training
+                report = evaluate(run_dir)
+                res = {s: {"miou": report[s]["miou"]} for s in SPLITS}
+                cached.write_text(json.dumps(res) + "\n")
+            results.setdefault(method, []).append(res)
             print(f"{method:<14} seed {seed}: mIoU all {res['all']['miou']:.1f} day {res['day']['miou']:.1f} "
                   f"night {res['night']['miou']:.1f} ({time.perf_counter() - t:.0f} s)", flush=True)
 
@@ -158,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         "| method | mIoU all | mIoU day | mIoU night |", "|---|---:|---:|---:|",
     ]
     for method, s in summary.items():
-        lines.append(f"| {method} | " + " | ".join(f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" for k in SPLITS) + " |")
+        runs = "" if s["all"]["n"] == len(seeds) else f" ({s['all']['n']} of {len(seeds)} seeds)"
+        lines.append(f"| {method}{runs} | " + " | ".join(f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" for k in SPLITS)
+                     + " |")
     lines += ["", "mean ± standard deviation over seeds (0 with one seed).", "", "![mIoU](synthetic_miou.png)", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "synthetic.md").write_text("\n".join(lines))
