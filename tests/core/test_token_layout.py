@@ -1,11 +1,12 @@
-"""The adapters run HybridOperation and SimAM on (B, N, C) tokens: that path must equal the grid path exactly."""
+"""The adapters' fast paths (token layout, folded affines) must compute exactly the SPEC formulas."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ivtune.modules.ops import HybridOperation, SimAM, grid_to_tokens, tokens_to_grid
+from ivtune.modules.adapters import InternalPromptAdapter
+from ivtune.modules.ops import SFT, HybridOperation, SimAM, grid_to_tokens, tokens_to_grid
 
 
 @pytest.mark.parametrize("channels", [64, 8, 3])  # 3: no depth-wise part (a quarter of 3 is 0)
@@ -43,3 +44,29 @@ def test_simam_tokens_equal_grid():
     torch.manual_seed(0)
     x, hw = torch.randn(2, 35, 8), (5, 7)
     torch.testing.assert_close(SimAM().forward_tokens(x), grid_to_tokens(SimAM()(tokens_to_grid(x, hw))))
+
+
+def test_folded_sft_equals_layernorm_then_affine():
+    torch.manual_seed(0)
+    sft = SFT(16)
+    with torch.no_grad():
+        for t in (sft.norm.weight, sft.norm.bias, sft.gamma, sft.beta):
+            t.normal_()
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    reference = sft.norm(x) * sft.gamma + sft.beta
+    torch.testing.assert_close(sft(x), reference)
+    grads_ref = torch.autograd.grad(reference.square().sum(), [x, *sft.parameters()])
+    grads = torch.autograd.grad(sft(x).square().sum(), [x, *sft.parameters()])
+    for g, r in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_internal_prompt_adapter_equals_its_formula():
+    torch.manual_seed(0)
+    ipa, hw = InternalPromptAdapter(16), (3, 4)
+    with torch.no_grad():
+        ipa.scale.normal_()
+        ipa.shift.normal_()
+    z = torch.randn(2, 12, 16)
+    d = ipa.act(ipa.attn.forward_tokens(ipa.down(ipa.sft.norm(z) * ipa.sft.gamma + ipa.sft.beta)))
+    torch.testing.assert_close(ipa(z, hw), ipa.act(ipa.up(d) * ipa.scale + ipa.shift))

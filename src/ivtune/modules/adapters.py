@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ops import SFT, HybridOperation, SimAM
@@ -57,7 +58,8 @@ class InternalPromptAdapter(nn.Module):
     def forward(self, z: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         d = self.down(self.sft(z))
         d = self.act(self.attn.forward_tokens(d))
-        return self.act(self.up(d) * self.scale + self.shift)
+        # (W d + b) * s + t folded into one linear layer: saves a full-size product and its stored activation
+        return self.act(F.linear(d, self.up.weight * self.scale[:, None], self.up.bias * self.scale + self.shift))
 
     def zero_output(self) -> None:
         # GELU(0 * s + t) with t = 0 is exactly 0

@@ -111,4 +111,7 @@ class SFT(nn.Module):
         self.beta = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x) * self.gamma + self.beta
+        # (x_hat * w + b) * gamma + beta == x_hat * (w * gamma) + (b * gamma + beta): one LayerNorm with folded
+        # affine instead of three full-size ops, and one saved activation fewer per call (gradients are unchanged)
+        n = self.norm
+        return F.layer_norm(x, n.normalized_shape, n.weight * self.gamma, n.bias * self.gamma + self.beta, n.eps)
