@@ -113,7 +113,7 @@ def test_benchmark_smoke(tmp_path):
     assert "iv-tuning" in proc.stdout and "vis-only-full" in proc.stdout
     (result,) = tmp_path.glob("detection_*_smoke.json")
     methods = json.loads(result.read_text())["methods"]
-    assert set(methods) == {"iv-tuning", "vis-only-full"}
+    assert set(methods) == {"iv-tuning", "iv-tuning:zeros", "vis-only-full"}
     assert all(m["steps"] == 2 and "night" in m["results"] for m in methods.values())
 
 
