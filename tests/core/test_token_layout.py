@@ -9,6 +9,17 @@ from ivtune.modules.adapters import InternalPromptAdapter
 from ivtune.modules.ops import SFT, HybridOperation, SimAM, grid_to_tokens, tokens_to_grid
 
 
+def reference_grid(op: HybridOperation, x: torch.Tensor) -> torch.Tensor:
+    """SPEC 3.2 on a (B, C, H, W) map with the module's own layers: ``y = [DW3(x_a), x_b] + x``, then
+    ``fc2(ReLU(BN(fc1(y)))) + y`` with 1x1 convolutions."""
+    if op.dwconv is not None:
+        x_a, x_b = torch.split(x, [op.partial, op.channels - op.partial], dim=1)
+        y = torch.cat([op.dwconv(x_a), x_b], dim=1) + x
+    else:
+        y = x + x
+    return op.fc2(op.act(op.bn(op.fc1(y)))) + y
+
+
 @pytest.mark.parametrize("channels", [64, 8, 3])  # 3: no depth-wise part (a quarter of 3 is 0)
 @pytest.mark.parametrize("train", [True, False])
 def test_hybrid_operation_tokens_equal_grid(channels, train):
@@ -20,7 +31,7 @@ def test_hybrid_operation_tokens_equal_grid(channels, train):
     hw = (5, 7)  # non-square: a swapped grid would show
     x = torch.randn(2, hw[0] * hw[1], channels)
     stats = op.bn.running_mean.clone()
-    grid = grid_to_tokens(op(tokens_to_grid(x, hw)))
+    grid = grid_to_tokens(reference_grid(op, tokens_to_grid(x, hw)))
     stats_grid = op.bn.running_mean.clone()
     op.bn.running_mean.copy_(stats)
     tokens = op.forward_tokens(x, hw)
@@ -32,7 +43,7 @@ def test_hybrid_operation_tokens_backward_equals_grid():
     torch.manual_seed(0)
     op, hw = HybridOperation(16).train(), (4, 6)
     x = torch.randn(2, 24, 16)
-    op(tokens_to_grid(x, hw)).square().sum().backward()
+    reference_grid(op, tokens_to_grid(x, hw)).square().sum().backward()
     grads = [p.grad.clone() for p in op.parameters()]
     op.zero_grad()
     op.forward_tokens(x, hw).square().sum().backward()
@@ -70,3 +81,10 @@ def test_internal_prompt_adapter_equals_its_formula():
     z = torch.randn(2, 12, 16)
     d = ipa.act(ipa.attn.forward_tokens(ipa.down(ipa.sft.norm(z) * ipa.sft.gamma + ipa.sft.beta)))
     torch.testing.assert_close(ipa(z, hw), ipa.act(ipa.up(d) * ipa.scale + ipa.shift))
+
+
+def test_hybrid_operation_grid_forward_equals_reference():
+    torch.manual_seed(0)
+    op = HybridOperation(16).eval()  # eval: the two calls must not see different BN statistics
+    x = torch.randn(2, 16, 5, 7)
+    torch.testing.assert_close(op(x), reference_grid(op, x), rtol=1e-5, atol=1e-5)

@@ -74,20 +74,16 @@ class HybridOperation(nn.Module):
         self.fc2 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) map -> same shape."""
-        if self.dwconv is not None:
-            x_a, x_b = torch.split(x, [self.partial, self.channels - self.partial], dim=1)
-            y = torch.cat([self.dwconv(x_a), x_b], dim=1) + x
-        else:
-            y = x + x
-        return self.fc2(self.act(self.bn(self.fc1(y)))) + y
+        """(B, C, H, W) map -> same shape (the prompt generator's layout; computed by :meth:`forward_tokens`)."""
+        hw = (x.shape[-2], x.shape[-1])
+        return tokens_to_grid(self.forward_tokens(grid_to_tokens(x), hw), hw)
 
     def forward_tokens(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """(B, N, C) row-major tokens of an (h, w) grid -> same shape; equals ``forward`` on the grid.
+        """(B, N, C) row-major tokens of an (h, w) grid -> same shape.
 
         The adapters' hot path: only the depth-wise conv needs a grid (a quarter of the channels); the 1x1 convs
         run as matrix products on the tokens and BN sees (B*N, C, 1, 1), the same per-channel statistics. That
-        saves two layout copies per call: one insertion point ran 0.91-0.98x of the grid path on an H100 (bf16,
+        saves two layout copies per call: one insertion point ran 0.91-0.98x of a grid-layout version on an H100 (bf16,
         batch 2, ViT-S and Swin-T stage-1 sizes); on the CPU both paths take the same time.
         """
         b, n, c = x.shape
