@@ -50,7 +50,7 @@ def overrides_for(args: argparse.Namespace, variant: str) -> list[str]:
     if args.weights:
         o += ["model.backbone=vit_small_patch14_dinov2", f"model.weights={args.weights}",
               "model.timm_kwargs={dynamic_img_size: true}", "model.head_kwargs.fpn_channels=128"]
-    return o
+    return o + list(args.set)
 
 
 def _to(images: list[torch.Tensor], dev: torch.device) -> list[torch.Tensor]:
@@ -81,13 +81,14 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     view = SeededView(train_ds)
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
     model.train()
-    start, steps, losses = time.perf_counter(), 0, []
+    start, steps, losses, components = time.perf_counter(), 0, [], {}
     for items in sampler:
         batch = collate_det([view[it] for it in items])
         targets = [{"boxes": b.to(dev), "labels": lab.to(dev), "ignore": ig.to(dev)}
                    for b, lab, ig in zip(batch["boxes"], batch["labels"], batch["ignore"], strict=True)]
         with autocast:
-            loss = sum(model(_to(batch["vis"], dev), _to(batch["ir"], dev), targets).values())
+            parts = model(_to(batch["vis"], dev), _to(batch["ir"], dev), targets)
+            loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip_norm:
@@ -95,6 +96,8 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
         opt.step()
         sched.step()
         losses.append(loss.item())
+        for name, value in parts.items():
+            components.setdefault(name, []).append(value.item())
         steps += 1
         if time.perf_counter() - start >= args.budget_s:
             break
@@ -120,6 +123,9 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
     k = max(1, min(5, len(losses) // 2))
     return {"steps": steps, "train_s": round(train_s, 1), "trainable_backbone_params": trainable,
             "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4),
+            # each loss term at the end (mean of the last 10 % of steps): which part of the detector did not learn
+            "loss_last_parts": {n: round(sum(v[-m:]) / m, 4) for n, v in components.items()
+                                for m in [max(1, len(v) // 10)]},
             "results": results}
 
 
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-lr", type=float, default=2e-3, help="lr of the FPN + detector head, every method")
     p.add_argument("--weights", default=None, help="local DINOv2-S file: use vit_small_patch14_dinov2 frozen")
     p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every variant, e.g. data.options.height=256 (repeatable)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present; bf16 autocast there)")
@@ -156,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[method]["results"]
         print(f"{method:>16}: {rows[method]['steps']} steps in {rows[method]['train_s']} s, loss "
               f"{rows[method]['loss_first']} -> {rows[method]['loss_last']}; AP50 all / day / night "
-              + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night")),
-              flush=True)
+              + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night"))
+              + f"; last losses {rows[method]['loss_last_parts']}", flush=True)
     if args.device.startswith("cuda"):
         gpu = torch.cuda.get_device_name(torch.device(args.device))
         machine = f"{gpu}_bf16_torch{torch.__version__.split('+')[0]}".replace(" ", "-")

@@ -27,8 +27,11 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
 from ...errors import ConfigError, InputShapeError
+from .fcos_regression import ExpScaleRegressionHead
 from .neck import DetNeck
 
+# FCOS box sides: "exp" = exp(scale_i * x) as in the FCOS paper (see fcos_regression.py), "relu" = torchvision's
+FCOS_BOX_SIDES = ("exp", "relu")
 # detector -> (default backbone levels, extra FPN levels); torchvision's own FPN layouts
 DETECTORS = {"fcos": ((1, 2, 3), "p6p7"), "retinanet": ((1, 2, 3), "p6p7"), "fasterrcnn": ((0, 1, 2, 3), "maxpool")}
 
@@ -74,6 +77,9 @@ class DetectionModel(nn.Module):
         score_thresh: drop detections scoring below this (0.05: low, for mAP).
         nms_thresh: per-class NMS IoU of the post-processing.
         detections_per_img: boxes kept per image.
+        fcos_box_sides: FCOS only: ``exp`` (default; the FCOS paper's ``exp(s_i * x)`` with a trainable scale per
+            level, which cannot die) or ``relu`` (torchvision's head as is; on frozen backbones one box side can
+            get stuck at 0 for good, see :mod:`ivtune.heads.det.fcos_regression`).
         detector_kwargs: further keyword arguments of the torchvision detector class (``center_sampling_radius``,
             ``rpn_batch_size_per_image``, ``box_batch_size_per_image``, ``topk_candidates`` ...).
     """
@@ -91,11 +97,14 @@ class DetectionModel(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float | None = None,
         detections_per_img: int = 100,
+        fcos_box_sides: str = "exp",
         detector_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; available: {', '.join(DETECTORS)}")
+        if fcos_box_sides not in FCOS_BOX_SIDES:
+            raise ConfigError(f"fcos_box_sides must be one of {', '.join(FCOS_BOX_SIDES)}, got {fcos_box_sides!r}.")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int (object classes, no background), got "
                               f"{num_classes!r}")
@@ -119,6 +128,8 @@ class DetectionModel(nn.Module):
         self.label_offset = 1 if detector == "fasterrcnn" else 0  # softmax background slot
         self.detector = self._build_detector(detector, fpn_channels, score_thresh, nms_thresh, detections_per_img,
                                              dict(detector_kwargs or {}))
+        if detector == "fcos" and fcos_box_sides == "exp":
+            self.detector.head.regression_head = ExpScaleRegressionHead(fpn_channels, 1, len(self.neck.strides))
 
     def _build_detector(self, name: str, channels: int, score_thresh: float, nms_thresh: float | None,
                         per_img: int, kwargs: dict[str, Any]) -> nn.Module:
