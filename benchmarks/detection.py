@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine_info import describe, machine, machine_tag
 
 from ivtune.methods import get_method
 
@@ -129,6 +129,33 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
             "results": results}
 
 
+def write_report(payload: dict[str, Any], out_dir: Path, stem: str) -> Path:
+    """``<stem>.json`` (everything) and ``<stem>.md`` (the table) in ``out_dir``; returns the path without suffix."""
+    args, rows = argparse.Namespace(**payload["args"]), payload["methods"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    precision = "bf16 autocast" if args.device.startswith("cuda") else "fp32"
+    lines = [f"# Detection on synthetic scenes ({args.detector})", "",
+             f"Machine: {describe(payload['machine'])}; {args.device}, {precision}.", "",
+             f"Budget {args.budget_s:.0f} s or {args.steps} steps per method, {args.train_samples} train / "
+             f"{args.test_samples} test scenes, batch {args.batch_size}, backbone "
+             f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}; lr {args.lr} (IV "
+             f"modules) / {args.lr_full} (backbone weights), head {args.head_lr}, AdamW, constant after warm-up"
+             + (f"; overrides {', '.join(args.set)}" if args.set else "") + ".", "",
+             "| method | steps | train s | trainable backbone | mAP | AP50 all | AP50 day | AP50 night |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, row in rows.items():
+        r = row["results"]
+
+        def cell(c: str, k: str = "AP50", r: dict = r) -> str:
+            return "–" if r.get(c, {}).get(k) is None else f"{r[c][k]:.2f}"
+
+        lines.append(f"| {method} | {row['steps']} | {row['train_s']} | {row['trainable_backbone_params']:,} | "
+                     f"{cell('all', 'mAP')} | {cell('all')} | {cell('day')} | {cell('night')} |")
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return out_dir / stem
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS),
@@ -166,33 +193,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{rows[method]['loss_first']} -> {rows[method]['loss_last']}; AP50 all / day / night "
               + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night"))
               + f"; last losses {rows[method]['loss_last_parts']}", flush=True)
-    if args.device.startswith("cuda"):
-        gpu = torch.cuda.get_device_name(torch.device(args.device))
-        machine = f"{gpu}_bf16_torch{torch.__version__.split('+')[0]}".replace(" ", "-")
-    else:
-        machine = f"{platform.machine()}_cpu{torch.get_num_threads()}_torch{torch.__version__.split('+')[0]}"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "args": vars(args), "methods": rows}
-    stem = f"detection_{machine}" + ("_smoke" if args.smoke else "")
-    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    lines = [f"# Detection on synthetic scenes ({args.detector}, {machine})", "",
-             f"Budget {args.budget_s:.0f} s or {args.steps} steps per method, {args.train_samples} train / "
-             f"{args.test_samples} test scenes, batch {args.batch_size}, backbone "
-             f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}; lr {args.lr} (IV "
-             f"modules) / {args.lr_full} (backbone weights), head {args.head_lr}, AdamW, constant after warm-up.", "",
-             "| method | steps | train s | trainable backbone | mAP | AP50 all | AP50 day | AP50 night |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for method, row in rows.items():
-        r = row["results"]
-
-        def cell(c: str, k: str = "AP50", r: dict = r) -> str:
-            return "–" if r.get(c, {}).get(k) is None else f"{r[c][k]:.2f}"
-
-        lines.append(f"| {method} | {row['steps']} | {row['train_s']} | {row['trainable_backbone_params']:,} | "
-                     f"{cell('all', 'mAP')} | {cell('all')} | {cell('day')} | {cell('night')} |")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / stem}.json / .md")
+    mach = machine(args.device)
+    payload = {"machine": mach, "args": vars(args), "methods": rows}
+    stem = f"detection_{machine_tag(mach)}" + ("_smoke" if args.smoke else "")
+    out = write_report(payload, Path(args.out), stem)
+    print(f"wrote {out}.json / .md")
     return 0
 
 

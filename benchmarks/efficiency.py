@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -34,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from machine_info import machine, machine_tag
 
 # "M+ckpt": method M with backbone.set_grad_checkpointing(True)
 METHODS = ["plain", "iv-tuning", "dual-branch", "iv-tuning+ckpt", "frozen", "vpt", "adaptformer", "lora",
@@ -49,30 +49,6 @@ SMOKE_BACKBONES = {
 }
 SIZE, SMOKE_SIZE, BATCH = (480, 640), (64, 96), 2
 NUM_CLASSES = 9
-
-
-# ------------------------------------------------------------------------------------------------ machine
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.version.cuda if gpu else None, "gpu": gpu, "python": platform.python_version()}
-
-
-def machine_tag(m: dict[str, Any]) -> str:
-    dev = m["gpu"] or f"{m['cpu']}-{m['cores']}c"
-    tag = f"{dev}_torch{m['torch'].split('+')[0]}" + (f"_cuda{m['cuda']}" if m["cuda"] else "")
-    return re.sub(r"[^A-Za-z0-9.]+", "-", tag).strip("-")
 
 
 # ------------------------------------------------------------------------------------------------ one measurement

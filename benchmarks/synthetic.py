@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from machine_info import describe, machine
 
 ALL_METHODS = ["iv-tuning", "frozen", "vpt", "adaptformer", "lora", "vis-only-full", "full", "dual-branch"]
 SMOKE_METHODS = ["iv-tuning", "lora", "dual-branch"]
@@ -163,14 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"night {res['night']['miou']:.1f} ({time.perf_counter() - t:.0f} s)", flush=True)
 
     summary = summarise(results)
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    mach = machine()
     lines = [
         "# Synthetic day / night segmentation: methods at the same step budget", "",
         f"- Backbone: {choice['label']}; input {choice['size'][0]}x{choice['size'][1]}, batch {batch}.",
         f"- Budget: {steps} steps per run, AdamW, lr 5e-4 (1e-4 for methods that train the backbone), head x10; "
         f"seeds {seeds}; {n_train} train / {n_test} test scenes.",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, torch "
-        f"{torch.__version__.split('+')[0]}, {gpu}.", "",
+        f"- Machine: {describe(mach)}.", "",
         "| method | mIoU all | mIoU day | mIoU night |", "|---|---:|---:|---:|",
     ]
     for method, s in summary.items():
@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "mean ± standard deviation over seeds (0 with one seed).", "", "![mIoU](synthetic_miou.png)", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "synthetic.md").write_text("\n".join(lines))
-    (out / "synthetic.json").write_text(json.dumps({"backbone": choice["label"], "steps": steps, "seeds": seeds,
-                                                    "runs": results, "summary": summary}, indent=2) + "\n")
+    payload = {"backbone": choice["label"], "steps": steps, "seeds": seeds, "machine": mach, "runs": results,
+               "summary": summary}
+    (out / "synthetic.json").write_text(json.dumps(payload, indent=2) + "\n")
     bar_chart(summary, out / "synthetic_miou.png", f"synthetic scenes, {steps} steps, {len(seeds)} seed(s)")
     print(f"wrote {out / 'synthetic.md'}")
     return 0

@@ -107,13 +107,18 @@ def test_det_configs_load(name):
 
 
 def test_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "detection.py"), "--smoke", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "detection.py"), "--smoke", "--device", "cpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "iv-tuning" in proc.stdout and "vis-only-full" in proc.stdout
     (result,) = tmp_path.glob("detection_*_smoke.json")
-    methods = json.loads(result.read_text())["methods"]
+    report = json.loads(result.read_text())
+    methods = report["methods"]
     assert set(methods) == {"iv-tuning", "iv-tuning:zeros", "vis-only-full"}
+    assert {"cpu", "cores", "torch"} <= set(report["machine"]) and report["machine"]["gpu"] is None  # --device cpu
+    assert all(set(m["loss_last_parts"]) == {"classification", "bbox_regression", "bbox_ctrness"}
+               for m in methods.values())
+    assert "Machine: " in result.with_suffix(".md").read_text()
     assert all(m["steps"] == 2 and "night" in m["results"] for m in methods.values())
 
 

@@ -32,7 +32,9 @@ def test_efficiency_smoke(tmp_path):
 
 def test_synthetic_smoke(tmp_path):
     run("synthetic.py", "--quick", "--smoke", "--out", str(tmp_path))
-    summary = json.loads((tmp_path / "synthetic.json").read_text())["summary"]
+    report = json.loads((tmp_path / "synthetic.json").read_text())
+    summary = report["summary"]
+    assert {"cpu", "cores", "torch"} <= set(report["machine"])
     assert set(summary) == {"iv-tuning", "lora", "dual-branch"}
     assert all(0.0 <= summary[m][s]["mean"] <= 100.0 for m in summary for s in ("all", "day", "night"))
     assert (tmp_path / "synthetic_miou.png").stat().st_size > 0
