@@ -51,6 +51,11 @@ def test_train_writes_trainable_only_checkpoints(run_dir):
     task = load_run_model(cfg, run_dir)
     trained = trainable_state_dict(task)
     assert any(not torch.equal(trained[k], v) for k, v in trainable_state_dict(fresh).items())
+    # a config whose FCOS box sides differ from the run's: the error names the option to set
+    relu = load_config(run_dir / "config.yaml", ["model.head_kwargs.fcos_box_sides=relu"])
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected \(1\): model\.detector\.head\.regression_head\."
+                                                      r"scales.*fcos_box_sides=relu"):
+        load_run_model(relu, run_dir)
     bad = dict(ckpt["state_dict"])
     bad.pop(next(iter(bad)))
     with pytest.raises(CheckpointMismatchError, match="missing"):

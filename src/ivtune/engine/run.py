@@ -215,7 +215,15 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
     if not info_file.is_file():
         raise CheckpointMismatchError(f"{info_file} not found: is {run_dir} a run directory written by ivtune train?")
     task = build_module_seeded(task_mod, cfg, json.loads(info_file.read_text()))
-    load_trainable(task, load_file(str(weights)), source=str(weights))
+    try:
+        load_trainable(task, load_file(str(weights)), source=str(weights))
+    except CheckpointMismatchError as err:
+        if "regression_head.scales" in str(err):  # the only key that differs between the two FCOS box-side heads
+            raise CheckpointMismatchError(
+                f"{err}. The run's FCOS box sides differ from the config's model.head_kwargs.fcos_box_sides: runs "
+                "trained before ivtune had that option used torchvision's head; evaluate them with --set "
+                "model.head_kwargs.fcos_box_sides=relu (a file without 'regression_head.scales') or =exp.") from err
+        raise
     return task.eval()
 
 
