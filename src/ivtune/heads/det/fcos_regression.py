@@ -3,13 +3,16 @@
 torchvision's :class:`~torchvision.models.detection.fcos.FCOSRegressionHead` returns ``relu(x)``. Its outputs start
 near 0 (weights std 0.01, zero bias), so about half of every box side sits on the flat part of the ReLU from step
 0; once one side (left, top, right or bottom) is <= 0 at every location it gets no gradient again, every predicted
-box is degenerate and the GIoU loss stays at ~1. We measured exactly that on frozen DINOv2 features (IV-tuning and
-``frozen``): after ~20 steps 25 % of the outputs (one side) were <= 0 everywhere and AP50 stayed ~0 for 1,000
-steps, while full fine-tuning escaped it. ``exp`` is positive with a non-zero gradient everywhere and starts at 1,
-i.e. a box one stride to each side of its location (torchvision's box coder normalises the sides by the stride).
+box is degenerate and the GIoU loss stays at ~1. We measured exactly that with IV-tuning on frozen DINOv2 features:
+after ~20 steps 25 % of the outputs (one side) were <= 0 everywhere, and AP50 stayed ~0 for 1,000 steps with
+either adapter init, while full fine-tuning escaped it. ``exp`` is positive with a non-zero gradient everywhere and
+starts at 1, i.e. a box one stride to each side of its location (torchvision's box coder normalises the sides by
+the stride).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -32,11 +35,12 @@ class ExpScaleRegressionHead(FCOSRegressionHead):
         in_channels: FPN width.
         num_anchors: locations' anchors (1 for FCOS).
         num_levels: pyramid levels the head runs on (one trainable scale each, initialised at 1).
+        num_convs: depth of the conv tower, as torchvision's.
         norm_layer: as torchvision's (GroupNorm(32) by default).
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_levels: int, num_convs: int = 4,
-                 norm_layer=None) -> None:
+                 norm_layer: Callable[..., nn.Module] | None = None) -> None:
         super().__init__(in_channels, num_anchors, num_convs=num_convs, norm_layer=norm_layer)
         self.scales = nn.Parameter(torch.ones(num_levels))
 
