@@ -95,9 +95,10 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.optim.grad_clip_norm)
         opt.step()
         sched.step()
-        losses.append(loss.item())
-        for name, value in parts.items():
-            components.setdefault(name, []).append(value.item())
+        values = torch.stack([v.detach().float() for v in parts.values()]).tolist()  # one host sync for all terms
+        for name, value in zip(parts, values, strict=True):
+            components.setdefault(name, []).append(value)
+        losses.append(sum(values))
         steps += 1
         if time.perf_counter() - start >= args.budget_s:
             break
