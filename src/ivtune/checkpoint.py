@@ -18,7 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .backbones.base import IVBackbone
+from .backbones.weights import sha256_of
+from .builder import build_backbone
 from .errors import CheckpointMismatchError, key_mismatch_detail
+from .methods import get_method
 from .version import __version__
 
 CONFIG_NAME = "adapter_config.json"
@@ -51,9 +55,11 @@ def atomic_write(path: Path, write: Any) -> None:
 
 
 def save_adapter(model: nn.Module, directory: str | Path) -> Path:
-    """Write ``directory/adapter_config.json`` and ``directory/adapter_model.safetensors``; returns the directory."""
-    from .backbones.base import IVBackbone
+    """Write ``directory/adapter_config.json`` and ``directory/adapter_model.safetensors``; returns the directory.
 
+    The config is the backbone's ``build_config`` (timm name and kwargs, method and its ``method_config``, weights
+    file and hash) plus versions and counts, with sorted keys.
+    """
     if not isinstance(model, IVBackbone):
         raise TypeError(f"save_adapter expects an IVBackbone (from ivtune.build_backbone), got {type(model).__name__}")
     directory = Path(directory)
@@ -89,7 +95,7 @@ def load_adapter(
     weights: str | Path | None = None,
     pretrained: bool | None = None,
     map_location: str | torch.device = "cpu",
-):
+) -> IVBackbone:
     """Rebuild the backbone described by ``directory`` and load its adapter tensors strictly.
 
     Args:
@@ -97,11 +103,12 @@ def load_adapter(
         weights: the frozen backbone's weights file; required when the adapter was trained on one
             (its sha256 is checked against the config).
         pretrained: load timm hub weights; defaults to what the adapter was trained with.
-    """
-    from .backbones.factory import build_backbone
-    from .backbones.weights import sha256_of
-    from .methods import get_method
+        map_location: device the adapter tensors are read to.
 
+    Raises:
+        CheckpointMismatchError: no adapter config, another format, the wrong backbone file, or tensors that do
+            not match the rebuilt model (every mismatch named).
+    """
     directory = Path(directory)
     config = read_adapter_config(directory)
     whole_network = get_method(config.get("method", "iv-tuning")).trains_backbone  # the file holds every tensor
@@ -126,12 +133,23 @@ def load_adapter(
         pretrained=pretrained,
         weights=weights,
         out_indices=config.get("out_indices"),
-        adapter_dropout=config.get("adapter_dropout", 0.1),
+        **_method_arguments(config),
         **config.get("timm_kwargs", {}),
     )
     load_trainable(model, load_file(str(directory / WEIGHTS_NAME), device=str(map_location)),
                    source=str(directory / WEIGHTS_NAME))
     return model
+
+
+def _method_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """``build_backbone`` keywords for the method's hyperparameters.
+
+    Folders of ivtune 0.1 have no ``method_config``: their only recorded hyperparameter is the top-level
+    ``adapter_dropout``, and every other one had today's default, which ``method_config=None`` reproduces.
+    """
+    if "method_config" in config:
+        return {"method_config": config["method_config"]}
+    return {"adapter_dropout": config.get("adapter_dropout", 0.1)}
 
 
 def load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:

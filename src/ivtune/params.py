@@ -1,4 +1,4 @@
-"""Parameter accounting (SPEC.md section 7): trainable vs frozen, and the ratio to the frozen backbone."""
+"""Parameter accounting (docs/METHOD.md section 7): trainable vs frozen, and the ratio to the frozen backbone."""
 
 from __future__ import annotations
 

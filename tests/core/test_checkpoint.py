@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ivtune import build_backbone, count_parameters, load_adapter, save_adapter
+from ivtune.checkpoint import trainable_state_dict
 from ivtune.errors import CheckpointMismatchError
 
 from ..conftest import TINY, pair
@@ -86,3 +87,53 @@ def test_shape_mismatch_named(tmp_path):
 def test_not_an_adapter_dir(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="adapter_config.json not found"):
         load_adapter(tmp_path)
+
+
+# an adapter_config.json as ivtune 0.1 wrote it: no method_config, adapter_dropout at the top level
+LEGACY_LAYOUT = {
+    "adapter_dropout", "format", "ivtune_version", "method", "name", "num_parameters", "num_tensors",
+    "out_indices", "pretrained", "timm_kwargs", "timm_version", "torch_version", "weights_file", "weights_sha256",
+}
+
+
+def _write_legacy_folder(directory, model, adapter_dropout: float) -> None:
+    tensors = {k: v.contiguous() for k, v in trainable_state_dict(model).items()}
+    directory.mkdir()
+    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "ivtune-adapter/1"})
+    name, kwargs, _, _ = TINY["vit"]
+    config = {
+        "adapter_dropout": adapter_dropout, "format": "ivtune-adapter/1", "ivtune_version": "0.1.0",
+        "method": model.build_config["method"], "name": name,
+        "num_parameters": sum(t.numel() for t in tensors.values()), "num_tensors": len(tensors),
+        "out_indices": [0, 0, 1, 1], "pretrained": False, "timm_kwargs": kwargs, "timm_version": "1.0.31",
+        "torch_version": "2.14.1", "weights_file": None, "weights_sha256": None,
+    }
+    assert set(config) == LEGACY_LAYOUT
+    (directory / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("method, dropout", [("iv-tuning", 0.0), ("iv-tuning", 0.1), ("lora", 0.1)])
+def test_folder_of_the_previous_release_loads(tmp_path, method, dropout):
+    name, kwargs, _, hw = TINY["vit"]
+    torch.manual_seed(0)
+    model = _train_a_bit(build_backbone(name, method=method, **kwargs), hw)
+    _write_legacy_folder(tmp_path / "old", model, dropout)
+    torch.manual_seed(0)
+    restored = load_adapter(tmp_path / "old").eval()
+    if method == "iv-tuning":  # the top-level adapter_dropout becomes the config's dropout
+        assert restored.build_config["method_config"]["dropout"] == dropout
+    assert {k: v for k, v in restored.build_config["method_config"].items() if k != "dropout"} == {
+        k: v for k, v in model.build_config["method_config"].items() if k != "dropout"}
+    vis, ir = pair(hw, seed=3)
+    with torch.no_grad():
+        for a, b in zip(model(vis, ir), restored(vis, ir), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_new_folder_records_the_method_config(tmp_path):
+    name, kwargs, _, _ = TINY["vit"]
+    save_adapter(build_backbone(name, **kwargs), tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert set(config) == LEGACY_LAYOUT - {"adapter_dropout"} | {"method_config"}
+    assert config["method_config"] == {"adapter_hidden": 64, "dropout": 0.1, "empg_hidden": 8, "init": "default",
+                                       "prompt_hidden": 8}

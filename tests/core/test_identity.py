@@ -1,4 +1,4 @@
-"""Zero-initialised adapters reproduce the frozen timm model exactly (SPEC.md section 13)."""
+"""Zero-initialised adapters reproduce the frozen timm model exactly (docs/METHOD.md section 13)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import timm
 import torch
 
 from ivtune import build_backbone
-from ivtune.backbones.families import FAMILIES
 
 from ..conftest import TINY, pair
 
@@ -17,8 +16,7 @@ def plain_and_iv(key: str):
     torch.manual_seed(0)
     iv = build_backbone(name, adapter_init="zeros", **kwargs)
     torch.manual_seed(0)  # the factory builds the timm model first, so the same seed gives the same weights
-    family_kwargs = next(f.default_kwargs for f in FAMILIES.values() if f.name == iv.family.name)
-    plain = timm.create_model(name, num_classes=0, **{**family_kwargs, **kwargs})
+    plain = timm.create_model(name, num_classes=0, **{**iv.family.default_kwargs, **kwargs})
     return plain.eval(), iv.eval()
 
 

@@ -1,4 +1,4 @@
-"""Exact parameter counts from SPEC.md section 7, on the meta device (no weights, no memory)."""
+"""Exact parameter counts from docs/METHOD.md section 7, on the meta device (no weights, no memory)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_component_counts(module, expected):
     assert n_params(module) == expected
 
 
-# (timm name, trainable) from SPEC.md section 7 and the core issue
+# (timm name, trainable) from docs/METHOD.md section 7
 EXACT = [
     ("swin_tiny_patch4_window7_224", 1_593_796),
     ("swin_base_patch4_window12_384", 4_180_804),

@@ -1,4 +1,4 @@
-"""The adapters' fast paths (token layout, folded affines) must compute exactly the SPEC formulas."""
+"""The adapters' fast paths (token layout, folded affines) must compute exactly the docs/METHOD.md formulas."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ivtune.modules.ops import SFT, HybridOperation, SimAM, grid_to_tokens, toke
 
 
 def reference_grid(op: HybridOperation, x: torch.Tensor) -> torch.Tensor:
-    """SPEC 3.2 on a (B, C, H, W) map with the module's own layers: ``y = [DW3(x_a), x_b] + x``, then
+    """docs/METHOD.md section 3.2 on a (B, C, H, W) map with the module's own layers: ``y = [DW3(x_a), x_b] + x``, then
     ``fc2(ReLU(BN(fc1(y)))) + y`` with 1x1 convolutions."""
     if op.dwconv is not None:
         x_a, x_b = torch.split(x, [op.partial, op.channels - op.partial], dim=1)

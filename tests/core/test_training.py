@@ -1,4 +1,4 @@
-"""Only IV-tuning parameters move; frozen norms stay frozen; adapter BatchNorms train (SPEC.md sections 6, 13)."""
+"""Only IV parameters move; frozen norms stay frozen; adapter BatchNorms train (docs/METHOD.md sections 6, 13)."""
 
 from __future__ import annotations
 

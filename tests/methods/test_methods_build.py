@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from ivtune import build_backbone
-from ivtune.backbones.dual import DualBranchBackbone
 from ivtune.errors import UnsupportedModelError
 from ivtune.inject.adaptformer import AdaptFormerBlock, ParallelAdapter
 from ivtune.inject.lora import LoRABlock, LoRALinear, LoRAUpdate
 from ivtune.inject.vpt import PromptTokens, VPTBlock
 from ivtune.inject.wrappers import AdaptedBlock, BlockWrapper
 from ivtune.methods import METHODS
+from ivtune.methods.dual_branch import DualBranchBackbone
 from tests.conftest import TINY, pair
 
 FAMILIES = ["vit", "eva02", "swin"]
@@ -43,9 +43,7 @@ def ir_entry(model) -> list[nn.Module]:
 
 
 def blocks(model) -> list[nn.Module]:
-    if model.family.hierarchical:
-        return [b for stage in model.model.layers for b in stage.blocks]
-    return list(model.model.blocks)
+    return [b for _, container in model.family.stage_blocks(model.model) for b in container]
 
 
 def test_registry_has_every_method():

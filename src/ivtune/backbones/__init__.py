@@ -1,1 +1,4 @@
-"""Backbone families, the IVBackbone and its factory."""
+"""Backbone families (one module each: facts, block recipe, forward loop), the generic ``IVBackbone``, weights.
+
+Nothing here knows about training methods: ``ivtune.methods`` and ``ivtune.builder`` sit above this package.
+"""

@@ -1,4 +1,8 @@
-"""``IVBackbone``: one frozen timm backbone that takes a visible + infrared pair (SPEC.md section 4)."""
+"""``IVBackbone``: one frozen timm backbone that takes a visible + infrared pair (docs/METHOD.md section 4).
+
+The class is generic: everything that differs between ViT, EVA and Swin (block containers, output indices and
+geometry, prefix tokens, the forward loop) is asked of its :class:`~ivtune.backbones.family.Family`.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +14,32 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputShapeError, UnsupportedModelError
-from ..inject.recipes import Recipe, recipe_for, supported_block_names
-from ..inject.wrappers import AdaptedBlock, BlockWrapper
+from ..inject.recipes import Recipe
+from ..inject.wrappers import BlockWrapper
 from ..modules.prompt import IRPatchEmbed, PromptStem
-from .families import Family
-from .pyramid import PYRAMID_STRIDES, SimplePyramid
+from .families import recipe_for, supported_block_names
+from .family import Family
 
-
-def _stage_blocks(model: nn.Module, family: Family) -> list[tuple[str, nn.Sequential]]:
-    """(path, container) of every block container: ``blocks`` for ViT/EVA, ``layers.<s>.blocks`` for Swin."""
-    if family.hierarchical:
-        return [(f"layers.{s}.blocks", stage.blocks) for s, stage in enumerate(model.layers)]
-    return [("blocks", model.blocks)]
-
-
-def evenly_spaced_indices(depth: int, n: int = 4) -> list[int]:
-    """``n`` block indices ending at the last block, e.g. depth 12 -> [2, 5, 8, 11]."""
-    return [max(round((k + 1) * depth / n) - 1, 0) for k in range(n)]
+BlockWrapperFactory = Callable[[nn.Module, Recipe, int], BlockWrapper]  # (block, recipe, dim) -> wrapper
 
 
 class IVBackbone(nn.Module):
-    """A timm backbone with the IV-tuning input side and (optionally) adapters in every block.
+    """A timm backbone with the IV-tuning input side and (optionally) a wrapper around every block.
 
     ``forward(vis, ir)`` returns multi-scale NCHW maps: Swin's stages, or the ViT/EVA pseudo-pyramid;
-    ``out_channels`` and ``strides`` describe them. Build it with :func:`ivtune.build_backbone`.
+    ``out_channels`` and ``strides`` describe them. Build it with :func:`ivtune.build_backbone`, where the
+    training method chooses ``ir_input``, ``empg_hidden`` and ``block_wrapper`` from its config.
 
     Args:
         model: a plain timm model (``num_classes=0``) of a supported family, weights already loaded.
         family: its :class:`Family`.
         out_indices: Swin: stage indices; ViT/EVA: the four block indices tapped for the pyramid.
-        adapters: wrap every block with HA/IPA insertion points (False: IR embedding + prompt only).
         ir_input: build the IR patch embedding and prompt stem; False gives a visible-only backbone that ignores
-            ``ir`` (the authors' full-fine-tuning baseline; requires ``adapters=False``).
-        adapter_kwargs: ``adapter_hidden``, ``prompt_hidden``, ``dropout`` for the insertion points.
-        prompt_hidden: EMPG width (8 in the final method, 64 in the authors' ViTDet-B).
-        block_wrapper: ``(block, recipe, dim) -> BlockWrapper`` for another in-block design (the PETL baselines in
-            ``ivtune.methods``); default: IV-tuning's :class:`AdaptedBlock` with ``adapter_kwargs``.
+            ``ir`` (the authors' full-fine-tuning baseline, docs/METHOD.md section 10).
+        empg_hidden: EMPG width of the prompt stem (8 in the final method, 64 in the authors' ViTDet-B;
+            docs/METHOD.md section 3.6).
+        block_wrapper: ``(block, recipe, dim) -> BlockWrapper`` applied to every block (IV-tuning's
+            :class:`~ivtune.inject.wrappers.AdaptedBlock`, or a PETL baseline's); None leaves the timm blocks.
     """
 
     def __init__(
@@ -54,48 +48,35 @@ class IVBackbone(nn.Module):
         family: Family,
         out_indices: list[int] | tuple[int, ...] | None = None,
         *,
-        adapters: bool = True,
         ir_input: bool = True,
-        adapter_kwargs: dict[str, Any] | None = None,
-        prompt_hidden: int = 8,
-        block_wrapper: Callable[[nn.Module, Recipe, int], BlockWrapper] | None = None,
+        empg_hidden: int = 8,
+        block_wrapper: BlockWrapperFactory | None = None,
     ) -> None:
         super().__init__()
         self.family = family
         self.grad_checkpointing = False
-        self.build_config: dict[str, Any] = {}  # filled by the factory; written into adapter_config.json
-        self.out_indices = self._check_out_indices(model, family, out_indices)
+        self.build_config: dict[str, Any] = {}  # filled by the builder; written into adapter_config.json
+        self.out_indices = family.check_out_indices(model, out_indices)
         self._check_blocks(model, family)  # validate everything before mutating the model
-        if adapters and not ir_input:
-            raise UnsupportedModelError("adapters need the internal prompt, which comes from the IR input")
+        if block_wrapper is not None and not ir_input:
+            raise UnsupportedModelError("block wrappers need the internal prompt, which comes from the IR input")
 
         embed = model.patch_embed
         dim = embed.proj.out_channels
         self.patch_size = tuple(embed.patch_size)
-        self.num_prefix_tokens = 0 if family.hierarchical else int(getattr(model, "num_prefix_tokens", 0))
+        self.num_prefix_tokens = family.num_prefix_tokens(model)
         has_norm = not isinstance(getattr(embed, "norm", nn.Identity()), nn.Identity)
         norm_eps = getattr(embed.norm, "eps", 1e-5) if has_norm else 1e-5
         self.ir_input = ir_input
         self.ir_patch_embed = IRPatchEmbed(dim, self.patch_size, norm=has_norm, norm_eps=norm_eps) if ir_input else None
-        self.prompt_stem = PromptStem(dim, prompt_hidden) if ir_input else None
+        self.prompt_stem = PromptStem(dim, empg_hidden) if ir_input else None
         self.model = model
-        self.has_adapters = adapters
-        if adapters:
-            if block_wrapper is None:
-                def block_wrapper(blk: nn.Module, recipe: Recipe, dim: int) -> BlockWrapper:
-                    return AdaptedBlock(blk, recipe, dim, **(adapter_kwargs or {}))
-            for _, container in _stage_blocks(model, family):
+        self.has_adapters = block_wrapper is not None
+        if block_wrapper is not None:
+            for _, container in family.stage_blocks(model):
                 for i, blk in enumerate(container):
                     container[i] = block_wrapper(blk, recipe_for(blk), self._block_dim(blk))
-
-        if family.hierarchical:
-            self.out_channels = [model.feature_info[i]["num_chs"] for i in self.out_indices]
-            self.strides = [model.feature_info[i]["reduction"] for i in self.out_indices]
-            self.pyramid = None
-        else:
-            self.out_channels = [dim] * len(self.out_indices)
-            self.strides = list(PYRAMID_STRIDES)
-            self.pyramid = SimplePyramid()
+        self.out_channels, self.strides, self.pyramid = family.output_geometry(model, self.out_indices)
 
     # ------------------------------------------------------------------ construction checks
     @staticmethod
@@ -105,13 +86,13 @@ class IVBackbone(nn.Module):
 
     @staticmethod
     def _check_blocks(model: nn.Module, family: Family) -> None:
-        for path, container in _stage_blocks(model, family):
+        for path, container in family.stage_blocks(model):
             for i, blk in enumerate(container):
                 if recipe_for(blk) is None:
                     raise UnsupportedModelError(
                         f"Unsupported block {type(blk).__name__!r} at {path}.{i}. Supported: "
-                        f"{', '.join(supported_block_names())}. Add a recipe in ivtune.inject.recipes or pick "
-                        "another model."
+                        f"{', '.join(supported_block_names())}. Add a recipe to the {family.name} family "
+                        f"({type(family).__module__}) or pick another model."
                     )
         patch_drop = getattr(model, "patch_drop", None)  # ViT: Identity when off; EVA: None when off
         if patch_drop is not None and not isinstance(patch_drop, nn.Identity):
@@ -119,29 +100,6 @@ class IVBackbone(nn.Module):
                 "patch dropout drops tokens and breaks the (h, w) grid the adapters need; build the model with "
                 "patch_drop_rate=0."
             )
-
-    @staticmethod
-    def _check_out_indices(model: nn.Module, family: Family, out_indices) -> list[int]:
-        if family.hierarchical:
-            n, what, default = len(model.layers), "stage", list(range(len(model.layers)))
-        else:
-            n, what = len(model.blocks), "block"
-            default = evenly_spaced_indices(n)
-        if out_indices is None:
-            return default
-        idx = [int(i) for i in out_indices]
-        bad = [i for i in idx if not -n <= i < n]
-        if bad:
-            raise UnsupportedModelError(
-                f"out_indices {idx} has {bad} outside the model's {n} {what}s (valid: 0..{n - 1} or -{n}..-1)."
-            )
-        idx = [i % n for i in idx]
-        if not family.hierarchical and len(idx) != len(PYRAMID_STRIDES):
-            raise UnsupportedModelError(
-                f"a {family.name} backbone needs exactly 4 out_indices for the x4/x2/x1/x0.5 pyramid, got {idx}; "
-                f"e.g. {evenly_spaced_indices(n)}."
-            )
-        return idx
 
     # ------------------------------------------------------------------ trainable parts
     def iv_modules(self) -> list[nn.Module]:
@@ -227,82 +185,21 @@ class IVBackbone(nn.Module):
         self.check_inputs(vis, ir)
         if ir.shape[1] == 1:
             ir = ir.expand(-1, 3, -1, -1)  # the authors repeat grey thermal images to 3 channels
-        if self.family.hierarchical:
-            return self._forward_hierarchical(vis, ir)
-        return self._forward_columnar(vis, ir)
+        return self.family.forward(self, vis, ir)
 
-    def _prompt(self, vis_tokens: torch.Tensor, ir: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor | None:
+    # ------------------------------------------------------------------ called by the family loops
+    def input_prompt(self, vis_tokens: torch.Tensor, ir: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor | None:
+        """``P0`` from the (B, h*w, C) visible patch tokens and the IR image; None for a visible-only backbone."""
         if not self.ir_input:
             return None
         ir_tokens = self.ir_patch_embed(ir).flatten(1, 2)
         return self.prompt_stem(vis_tokens, ir_tokens, hw)
 
-    def _block(self, blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        if not self.has_adapters:  # the plain timm block
+    def run_block(self, blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Run one (wrapped or plain) block, with gradient checkpointing when enabled."""
+        if not self.has_adapters:  # the plain timm block does not take the IV-tuning arguments
             kwargs = {k: v for k, v in kwargs.items() if k not in ("z", "hw", "num_prefix_tokens")}
         if self.grad_checkpointing and torch.is_grad_enabled():
             # keyword arguments only: the authors' positional call put the position bias into the prompt slot
             return checkpoint(blk, x, use_reentrant=False, **kwargs)
         return blk(x, **kwargs)
-
-    def _forward_columnar(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
-        """ViT / DINOv2 / EVA-02: prompt added before prefix tokens and position embedding; z = previous block."""
-        m = self.model
-        b = vis.shape[0]
-        x = m.patch_embed(vis)
-        if x.ndim == 4:  # dynamic_img_size: NHWC
-            hw = (x.shape[1], x.shape[2])
-        else:  # fixed size: (B, N, C)
-            hw = tuple(m.patch_embed.dynamic_feat_size(tuple(vis.shape[-2:])))
-        c = x.shape[-1]
-        p0 = self._prompt(x.reshape(b, -1, c), ir, hw)
-        if p0 is not None:
-            x = x + p0.reshape(x.shape)
-        rope = None
-        if self.family.name == "eva":
-            x, rope = m._pos_embed(x)
-        else:
-            x = m._pos_embed(x)
-            x = m.patch_drop(x)
-        x = m.norm_pre(x)
-        npt = self.num_prefix_tokens
-        per_block_rope = rope is not None and getattr(m, "rope_mixed", False)
-        z = p0
-        taps = []
-        last = max(self.out_indices)
-        for i, blk in enumerate(m.blocks[: last + 1]):
-            kwargs: dict[str, Any] = {"z": z, "hw": hw, "num_prefix_tokens": npt}
-            if self.family.name == "eva":
-                kwargs["rope"] = rope[i] if per_block_rope else rope
-            x = self._block(blk, x, **kwargs)
-            z = x[:, npt:]  # this block's patch tokens are the next block's internal prompt
-            if i in self.out_indices:
-                taps.append((i, z))
-        grid = {i: t.transpose(1, 2).reshape(b, c, *hw) for i, t in taps}
-        return [grid[i] for i in self.out_indices]
-
-    def _forward_hierarchical(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
-        """Swin: z is the stage input, fixed within a stage (P0 alone in stage 0)."""
-        m = self.model
-        x = m.patch_embed(vis)  # (B, h, w, C0)
-        b, h, w, c = x.shape
-        p0 = self._prompt(x.reshape(b, -1, c), ir, (h, w))
-        if p0 is not None:
-            x = x + p0.reshape(x.shape)
-        outs = {}
-        last = max(self.out_indices)
-        for s, stage in enumerate(m.layers[: last + 1]):
-            x = stage.downsample(x)
-            b, h, w, c = x.shape
-            t = x.reshape(b, h * w, c)
-            z = p0 if s == 0 else t
-            for blk in stage.blocks:
-                t = self._block(blk, t, z=z, hw=(h, w)) if self.has_adapters else self._plain_swin(blk, t, (h, w))
-            x = t.reshape(b, h, w, c)
-            if s in self.out_indices:
-                outs[s] = x.permute(0, 3, 1, 2).contiguous()
-        return [outs[s] for s in self.out_indices]
-
-    def _plain_swin(self, blk: nn.Module, t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        b, n, c = t.shape
-        return self._block(blk, t.reshape(b, *hw, c)).reshape(b, n, c)

@@ -1,4 +1,4 @@
-"""Parameter-free pseudo-pyramid for plain ViT/EVA: four taps resized x4 / x2 / x1 / x0.5 (SPEC.md section 8)."""
+"""Parameter-free pseudo-pyramid for plain ViT/EVA: four taps resized x4 / x2 / x1 / x0.5 (docs/METHOD.md section 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loading pretrained weights into a plain timm model, with the key check timm skips (STYLE.md section 6).
+"""Loading pretrained weights into a plain timm model, with the key check timm skips.
 
 With ``num_classes=0`` timm drops the classifier and loads non-strictly, so a truncated file would load
 silently. Here every state dict, from the hub or a local file, goes through timm's own checkpoint filter

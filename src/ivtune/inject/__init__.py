@@ -1,1 +1,4 @@
-"""Adapter injection into timm blocks: residual recipes per exact block class and the AdaptedBlock wrapper."""
+"""Adapter injection into timm blocks: the generic block wrappers (IV-tuning's and the PETL baselines').
+
+The per-class residual recipes they run live with their backbone family in ``ivtune.backbones``.
+"""

@@ -1,8 +1,8 @@
 """Block wrappers: a frozen timm block run through its residual recipe, plus trainable in-block modules.
 
 ``BlockWrapper`` is the common base (attribute delegation, structural discovery of the trainable modules);
-``AdaptedBlock`` is IV-tuning's (HA + IPA after each residual). The PETL baselines live in ``vpt.py``,
-``adaptformer.py`` and ``lora.py``.
+``AdaptedBlock`` is IV-tuning's (HA + IPA after each residual, docs/METHOD.md sections 3.9 and 4). The PETL
+baselines live in ``vpt.py``, ``adaptformer.py`` and ``lora.py``.
 """
 
 from __future__ import annotations

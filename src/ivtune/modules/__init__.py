@@ -1,4 +1,4 @@
-"""The trainable building blocks of IV-tuning (SPEC.md section 3)."""
+"""The trainable building blocks of IV-tuning (docs/METHOD.md section 3)."""
 
 from .adapters import HybridAdapter, InsertionPoint, InternalPromptAdapter
 from .ops import SFT, HybridOperation, SimAM, grid_to_tokens, tokens_to_grid

@@ -1,4 +1,7 @@
-"""Hybrid Adapter, Internal Prompt Adapter and the insertion point that pairs them (SPEC.md 3.4, 3.5, 3.9)."""
+"""Hybrid Adapter, Internal Prompt Adapter and the insertion point that pairs them.
+
+docs/METHOD.md sections 3.4, 3.5 and 3.9.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from .ops import SFT, HybridOperation, SimAM
 
 
 def _init_linear(layer: nn.Linear) -> None:
-    # SOD/EVA path of the authors' code: trunc-normal 0.02, zero bias (SPEC.md section 6)
+    # SOD/EVA path of the authors' code: trunc-normal 0.02, zero bias (docs/METHOD.md section 6)
     nn.init.trunc_normal_(layer.weight, std=0.02)
     nn.init.zeros_(layer.bias)
 
@@ -71,7 +74,7 @@ class InsertionPoint(nn.Module):
     """One insertion point of a block: ``x <- HA(x) + IPA(z)``.
 
     Every block owns two of these (after the attention residual and after the MLP residual), never shared:
-    only separate modules reproduce the published parameter counts (SPEC.md section 5).
+    only separate modules reproduce the published parameter counts (docs/METHOD.md section 5).
     """
 
     def __init__(self, dim: int, adapter_hidden: int = 64, prompt_hidden: int = 8, dropout: float = 0.1) -> None:

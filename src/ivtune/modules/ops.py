@@ -1,4 +1,4 @@
-"""Parameter-light operators shared by the adapters and the prompt generator (SPEC.md sections 3.1-3.3)."""
+"""Parameter-light operators shared by the adapters and the prompt generator (docs/METHOD.md sections 3.1-3.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The IV-tuning input side: IR patch embedding and the prompt stem (shared LN + EMPG), SPEC.md 3.6-3.8."""
+"""The IV-tuning input side: IR patch embedding and the prompt stem (shared LN + EMPG).
+
+docs/METHOD.md sections 3.6-3.8.
+"""
 
 from __future__ import annotations
 

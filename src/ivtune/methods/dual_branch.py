@@ -1,4 +1,5 @@
-"""The dual-branch baseline: two full copies of the timm backbone, one per modality, summed at every level."""
+"""``dual-branch``: two full copies of the pretrained backbone, one per modality, summed at every output level and
+both fully trained (the usual dual-branch design IV-tuning replaces, docs/METHOD.md section 1)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import copy
 import torch
 from torch import nn
 
-from .base import IVBackbone
-from .families import Family
+from ..backbones.base import IVBackbone
+from ..backbones.family import Family
+from .base import EmptyConfig, Method, register_method, train_everything
 
 
 class DualBranchBackbone(IVBackbone):
@@ -23,8 +25,8 @@ class DualBranchBackbone(IVBackbone):
         self, model: nn.Module, family: Family, out_indices: list[int] | tuple[int, ...] | None = None
     ) -> None:
         ir_model = copy.deepcopy(model)  # before IVBackbone touches anything: both copies start identical
-        super().__init__(model, family, out_indices, adapters=False, ir_input=False)
-        self.ir_branch = IVBackbone(ir_model, family, self.out_indices, adapters=False, ir_input=False)
+        super().__init__(model, family, out_indices, ir_input=False)
+        self.ir_branch = IVBackbone(ir_model, family, self.out_indices, ir_input=False)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         super().set_grad_checkpointing(enable)
@@ -38,3 +40,18 @@ class DualBranchBackbone(IVBackbone):
         v = super().forward_intermediates(vis, ir)
         r = self.ir_branch.forward_intermediates(ir, ir)  # a branch without IR input reads only its first argument
         return [a + b for a, b in zip(v, r, strict=True)]
+
+
+def _build(model: nn.Module, family: Family, out_indices: list[int] | None, config: EmptyConfig) -> IVBackbone:
+    return DualBranchBackbone(model, family, out_indices)
+
+
+DUAL_BRANCH = register_method(Method(
+    name="dual-branch",
+    description="two copies of the pretrained backbone (VIS; IR repeated to 3 channels), summed at every output "
+    "level, both fully trained",
+    config_cls=EmptyConfig,
+    build=_build,
+    configure=train_everything,
+    trains_backbone=True,
+))

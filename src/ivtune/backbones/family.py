@@ -1,0 +1,83 @@
+"""``Family``: everything ivtune knows about one timm model family (docs/METHOD.md section 4).
+
+A family object holds the facts (exact timm class, its module, the timm kwargs ivtune needs), the residual recipes
+of its blocks keyed by exact block class, and the forward loop that runs the timm modules with the IV-tuning input
+side. :class:`~ivtune.backbones.base.IVBackbone` stays generic and asks its family. Each family has its own module
+(``vit.py``, ``eva.py``, ``swin.py``); ViT and EVA share the columnar loop of ``columnar.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from ..inject.recipes import Recipe
+
+if TYPE_CHECKING:  # the loops take the backbone as an argument; importing it at run time would be a cycle
+    from .base import IVBackbone
+
+
+class Geometry(NamedTuple):
+    """What the backbone returns: channels and stride per output, and the parameter-free pyramid (or None)."""
+
+    channels: list[int]
+    strides: list[int]
+    pyramid: nn.Module | None
+
+
+@dataclass(frozen=True)
+class Family(ABC):
+    """Facts, block recipes and forward loop of one timm model family.
+
+    Attributes:
+        name: short family name used in configs and messages.
+        model_cls: the exact timm model class (a subclass may restructure the forward: it must not match silently).
+        timm_module: the module whose entrypoints build it (checked before building anything).
+        default_kwargs: timm kwargs ivtune needs (dynamic / non-square input sizes); the caller may override them.
+        recipes: the residual recipe of every supported block class, keyed by exact class.
+        hierarchical: Swin-style stages (True) or a columnar model with a pseudo-pyramid (False). A fact for
+            callers (heads default their per-level LayerNorm on it); the backbone itself never branches on it.
+    """
+
+    name: str
+    model_cls: type[nn.Module]
+    timm_module: str
+    default_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    recipes: Mapping[type[nn.Module], Recipe] = field(default_factory=dict)
+    hierarchical: ClassVar[bool] = False
+
+    @abstractmethod
+    def stage_blocks(self, model: nn.Module) -> list[tuple[str, nn.Sequential]]:
+        """(path, container) of every block container of ``model``, in forward order."""
+
+    @abstractmethod
+    def check_out_indices(self, model: nn.Module, out_indices: Sequence[int] | None) -> list[int]:
+        """Validate ``out_indices`` (None: the family's default) and return them non-negative."""
+
+    @abstractmethod
+    def output_geometry(self, model: nn.Module, out_indices: list[int]) -> Geometry:
+        """Channels, strides and pyramid of the backbone's outputs at ``out_indices``."""
+
+    @abstractmethod
+    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+        """The raw NCHW taps at ``backbone.out_indices``; inputs already checked, ``ir`` has 3 channels."""
+
+    def num_prefix_tokens(self, model: nn.Module) -> int:
+        """Tokens before the patch tokens (class, registers); they bypass the adapters."""
+        return 0
+
+    @staticmethod
+    def _indices_in_range(out_indices: Sequence[int], n: int, what: str) -> list[int]:
+        idx = [int(i) for i in out_indices]
+        bad = [i for i in idx if not -n <= i < n]
+        if bad:
+            raise UnsupportedModelError(
+                f"out_indices {idx} has {bad} outside the model's {n} {what}s (valid: 0..{n - 1} or -{n}..-1)."
+            )
+        return [i % n for i in idx]

@@ -1,0 +1,82 @@
+"""The Swin family (timm ``SwinTransformer``), docs/METHOD.md sections 4.2 and 8.
+
+timm's Swin block is NHWC and pads windows inside ``_attn`` only, so the recipe reshapes the (B, h*w, C) tokens to
+the stage grid and the adapters see the full grid, never windows. The loop runs stage by stage in timm's order
+(downsample, then blocks); the internal prompt is the stage input, fixed within a stage (``P0`` alone in stage 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
+from torch import nn
+
+from ..inject.recipes import Recipe
+from .family import Family, Geometry
+
+if TYPE_CHECKING:
+    from .base import IVBackbone
+
+
+def _attn(blk: SwinTransformerBlock, x: torch.Tensor, hw: tuple[int, int], **_: Any) -> torch.Tensor:
+    b, n, c = x.shape
+    x = x.reshape(b, hw[0], hw[1], c)
+    x = x + blk.drop_path1(blk._attn(blk.norm1(x)))
+    return x.reshape(b, n, c)
+
+
+def _mlp(blk: SwinTransformerBlock, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return x + blk.drop_path2(blk.mlp(blk.norm2(x)))
+
+
+class SwinFamily(Family):
+    """Swin: stages of blocks over a shrinking grid, outputs read from timm's ``feature_info``."""
+
+    hierarchical: ClassVar[bool] = True
+
+    def stage_blocks(self, model: nn.Module) -> list[tuple[str, nn.Sequential]]:
+        return [(f"layers.{s}.blocks", stage.blocks) for s, stage in enumerate(model.layers)]
+
+    def check_out_indices(self, model: nn.Module, out_indices: Sequence[int] | None) -> list[int]:
+        n = len(model.layers)
+        return list(range(n)) if out_indices is None else self._indices_in_range(out_indices, n, "stage")
+
+    def output_geometry(self, model: nn.Module, out_indices: list[int]) -> Geometry:
+        info = model.feature_info
+        return Geometry([info[i]["num_chs"] for i in out_indices], [info[i]["reduction"] for i in out_indices], None)
+
+    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+        m = backbone.model
+        x = m.patch_embed(vis)  # (B, h, w, C0)
+        b, h, w, c = x.shape
+        p0 = backbone.input_prompt(x.reshape(b, -1, c), ir, (h, w))
+        if p0 is not None:
+            x = x + p0.reshape(x.shape)
+        outs = {}
+        last = max(backbone.out_indices)
+        for s, stage in enumerate(m.layers[: last + 1]):
+            x = stage.downsample(x)
+            b, h, w, c = x.shape
+            t = x.reshape(b, h * w, c)
+            z = p0 if s == 0 else t
+            for blk in stage.blocks:
+                if backbone.has_adapters:
+                    t = backbone.run_block(blk, t, z=z, hw=(h, w))
+                else:  # the plain timm block takes the NHWC grid
+                    t = backbone.run_block(blk, t.reshape(b, h, w, c)).reshape(b, h * w, c)
+            x = t.reshape(b, h, w, c)
+            if s in backbone.out_indices:
+                outs[s] = x.permute(0, 3, 1, 2).contiguous()
+        return [outs[s] for s in backbone.out_indices]
+
+
+SWIN = SwinFamily(
+    name="swin",
+    model_cls=SwinTransformer,
+    timm_module="timm.models.swin_transformer",
+    default_kwargs={"strict_img_size": False},
+    recipes={SwinTransformerBlock: Recipe("swin", _attn, _mlp)},
+)
