@@ -39,7 +39,7 @@ VARIANTS = ("iv-tuning", "iv-tuning:zeros", "vis-only-full")
 def overrides_for(args: argparse.Namespace, variant: str) -> list[str]:
     method, _, init = variant.partition(":")
     o = [f"model.method={method}", f"model.adapter_init={init or 'default'}", f"model.head={args.detector}",
-         f"data.options.num_samples={args.train_samples}",
+         f"data.num_samples={args.train_samples}",
          f"data.batch_size={args.batch_size}", f"train.max_steps={args.steps}", "optim.schedule=constant"]
     # the pretrained weights train at a fine-tuning rate, the new IV modules at a higher one (as in synthetic.py);
     # the detector head gets the same rate for every method
@@ -58,16 +58,16 @@ def _to(images: list[torch.Tensor], dev: torch.device) -> list[torch.Tensor]:
 
 
 def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
-    from ivtune.data.det import collate_det
     from ivtune.engine.datamodule import SeededView
     from ivtune.engine.sampling import StepBatchSampler
     from ivtune.engine.schedule import build_optimizer, lr_lambda, param_groups
-    from ivtune.metrics.det import coco_evaluate
-    from ivtune.tasks.det import build_dataset, build_det_model, rescale_boxes, subset_coco, to_coco_detections
+    from ivtune.tasks.det.metrics import coco_evaluate
+    from ivtune.tasks.det.task import build_dataset, build_det_model, rescale_boxes, subset_coco, to_coco_detections
+    from ivtune.tasks.det.transforms import collate_det
 
     torch.manual_seed(cfg.train.seed)
     train_ds = build_dataset(cfg, "train", train=True)
-    test_cfg = replace(cfg, data=replace(cfg.data, options={**cfg.data.options, "num_samples": args.test_samples}))
+    test_cfg = replace(cfg, data=replace(cfg.data, num_samples=args.test_samples))
     test_ds = build_dataset(test_cfg, "test", train=False)
     dev = torch.device(args.device)
     model = build_det_model(cfg, len(train_ds.classes)).to(dev)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="local DINOv2-S file: use vit_small_patch14_dinov2 frozen")
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra config override for every variant, e.g. data.options.height=256 (repeatable)")
+                   help="extra config override for every variant, e.g. data.height=256 (repeatable)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present; bf16 autocast there)")
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.train_samples, args.test_samples, args.batch_size = 2, 8, 4, 2
 
-    from ivtune.config import load_config
+    from ivtune import load_config
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = {}

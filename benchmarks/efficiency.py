@@ -91,7 +91,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     import ivtune
-    from ivtune.heads.seg import SegmentationModel
+    from ivtune.tasks.seg.model import SegmentationModel
 
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
@@ -114,7 +114,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     if job["method"] == "plain":  # the floor: timm's own frozen single-modal forward
         import timm
 
-        from ivtune.backbones.factory import _check_name
+        from ivtune.builder import family_for_model_name as _check_name
 
         family = _check_name(job["name"])
         model = timm.create_model(job["name"], num_classes=0, **{**family.default_kwargs, **job["kwargs"]})

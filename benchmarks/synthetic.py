@@ -50,8 +50,9 @@ def lr_for(method: str) -> float:
 
 def run_config(choice: dict[str, Any], method: str, seed: int, data_root: Path, out: Path, steps: int,
                batch: int) -> Any:
+    import ivtune.tasks  # noqa: F401  (registers the task config sections)
     from ivtune.config import config_from_dict
-    from ivtune.data.synthetic import SYNTHETIC_PALETTE
+    from ivtune.data.scenes import SYNTHETIC_PALETTE
 
     h, w = choice["size"]
     return config_from_dict({
@@ -59,7 +60,7 @@ def run_config(choice: dict[str, Any], method: str, seed: int, data_root: Path, 
         "model": {"backbone": choice["name"], "method": method, "pretrained": False, "weights": choice["weights"],
                   "timm_kwargs": choice["timm_kwargs"], "head": "segformer", "head_kwargs": {"embed_dim": 128}},
         "data": {"dataset": "folders", "root": str(data_root), "train_split": "train", "val_split": None,
-                 "test_split": "test", "options": {"palette": [list(c) for c in SYNTHETIC_PALETTE]},
+                 "test_split": "test", "palette": [list(c) for c in SYNTHETIC_PALETTE],
                  "crop_size": [h, w], "scale_range": [0.75, 1.5], "batch_size": batch, "eval_batch_size": batch,
                  "num_workers": 0},
         "optim": {"lr": lr_for(method), "warmup_iters": max(1, steps // 10)},
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ivtune.data.synthetic import write_synthetic_dataset
-    from ivtune.engine.run import evaluate, train
+    from ivtune.data.scenes import write_synthetic_dataset
+    from ivtune.runner.run import evaluate, train
 
     if args.smoke:
         torch.set_num_threads(1)

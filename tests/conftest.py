@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import ivtune.tasks  # noqa: F401  (registers the seg, sod and det tasks and their config sections)
+
 # pytest -n 2 runs two workers on the 2-core CI machine: one intra-op thread each avoids oversubscription
 # (shared machines ran some tests ~30x slower with torch's default thread count)
 torch.set_num_threads(1)
@@ -50,3 +52,21 @@ def pair(hw: tuple[int, int], batch: int = 2, ir_channels: int = 1, seed: int = 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def retarget(config: Path, dataset: str, out_dir: Path) -> Path:
+    """A copy of ``config`` reading ``dataset`` instead: the options of its own dataset (typed keys of the data
+    section, e.g. the synthetic ``num_samples``) are removed, since they are unknown keys for another dataset."""
+    import yaml
+
+    from ivtune.config.data import builder_options
+    from ivtune.engine.task import get_task
+
+    raw = yaml.safe_load(Path(config).read_text())
+    entry = get_task(raw["task"]).datasets[raw["data"]["dataset"]]
+    for name, _, _ in builder_options(entry.build, entry.excluded_options):
+        raw["data"].pop(name, None)
+    raw["data"]["dataset"] = dataset
+    out = Path(out_dir) / f"{Path(config).stem}_{dataset}.yaml"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out

@@ -66,7 +66,7 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VAL
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 def train(config_or_run: str, overrides: tuple[str, ...], resume: bool) -> None:
     """Train from a YAML CONFIG (or resume the run directory CONFIG_OR_RUN with --resume)."""
-    from .engine.run import train as run_train
+    from .runner.run import train as run_train
 
     run_dir = run_train(config_or_run, _overrides(overrides), resume=resume)
     click.echo(f"run directory: {run_dir}")
@@ -78,8 +78,8 @@ def train(config_or_run: str, overrides: tuple[str, ...], resume: bool) -> None:
 @_set_option
 def evaluate(config_or_run: str, split: str | None, overrides: tuple[str, ...]) -> None:
     """Evaluate a trained run (its directory, or the config it was trained from)."""
-    from .engine.run import evaluate as run_eval
-    from .engine.run import resolve
+    from .runner.run import evaluate as run_eval
+    from .runner.run import resolve
     from .tasks import get_task
 
     results = run_eval(config_or_run, split=split, overrides=_overrides(overrides))
@@ -95,7 +95,7 @@ def evaluate(config_or_run: str, split: str | None, overrides: tuple[str, ...]) 
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 def predict(run: str, vis_path: str, ir_path: str, out_dir: str, device: str) -> None:
     """Predict with a trained RUN on image pairs matched by file name; writes masks, colour masks and overlays."""
-    from .predict import predict_pairs
+    from .runner.predict import predict_pairs
 
     written = predict_pairs(run, vis_path, ir_path, out_dir, device=device)
     click.echo(f"{len(written)} pair(s) -> {out_dir}")
@@ -112,7 +112,7 @@ def data() -> None:
 @click.option("--split", "splits", multiple=True, help="Split(s) to scan (default: every split the config names).")
 def check(config: str, overrides: tuple[str, ...], splits: tuple[str, ...]) -> None:
     """Scan a dataset: pairs, conditions, missing partners, unreadable files, size and label problems."""
-    from .datacheck import check_config
+    from .runner.datacheck import check_config
 
     ok = check_config(config, _overrides(overrides), list(splits) or None, echo=click.echo)
     sys.exit(0 if ok else 1)
@@ -127,7 +127,7 @@ def check(config: str, overrides: tuple[str, ...], splits: tuple[str, ...]) -> N
 @click.option("--force", is_flag=True, help="Replace existing split files that differ.")
 def split(root: str, dataset: str, seed: int, train_fraction: float, force: bool) -> None:
     """Write ROOT/train.txt and ROOT/val.txt: sorted stems, seeded shuffle, first TRAIN_FRACTION train."""
-    from .data.det.splits import write_split_files
+    from .tasks.det.splits import write_split_files
 
     paths = write_split_files(root, dataset, seed=seed, train_fraction=train_fraction, force=force)
     for name, path in paths.items():
@@ -144,7 +144,7 @@ def split(root: str, dataset: str, seed: int, train_fraction: float, force: bool
 @click.option("--no-hub", is_flag=True, help="Do not try the timm hub for pretrained weights.")
 def demo(out: str, weights: str | None, steps: int | None, no_hub: bool) -> None:
     """IV-tuning vs a visible-only baseline on synthetic day/night scenes; writes OUT/report.md."""
-    from .demo import run_demo
+    from .runner.demo import run_demo
 
     run_demo(out, weights=weights, steps=steps, try_hub=not no_hub, echo=click.echo)
 

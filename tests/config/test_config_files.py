@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ivtune import build_backbone
-from ivtune.config import load_config, save_config
+from ivtune.config import save_config
+from ivtune.runner import load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "seg"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))

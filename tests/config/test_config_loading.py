@@ -135,8 +135,16 @@ def test_missing_required_key(write):
 
 
 def test_free_form_mappings_accept_any_key(write):
-    text = MINIMAL.replace("  batch_size: 2", "  batch_size: 2\n  options: {num_samples: 8, anything: [1, 2]}")
-    assert load_config(write(text)).data.options == {"num_samples": 8, "anything": [1, 2]}
+    text = MINIMAL.replace("  timm_kwargs: {depth: 2, embed_dim: 64, num_heads: 2}",
+                           "  timm_kwargs: {depth: 2, embed_dim: 64, num_heads: 2}\n  head_kwargs: {anything: [1, 2]}")
+    assert load_config(write(text)).model.head_kwargs == {"anything": [1, 2]}
+
+
+def test_dataset_options_are_typed_keys_of_the_data_section(write):
+    cfg = load_config(write(MINIMAL.replace("  batch_size: 2", "  batch_size: 2\n  num_samples: 8")))
+    assert cfg.data.num_samples == 8 and cfg.data.dataset_options()["num_samples"] == 8
+    msg = _error(load_config, write(MINIMAL.replace("  batch_size: 2", "  batch_size: 2\n  num_samples: many")))
+    assert "wrong type for 'data.num_samples'" in msg and "line 9" in msg
 
 
 # ---------------------------------------------------------------------------------------------------- types
@@ -251,7 +259,7 @@ def test_overrides_scalars_lists_null_and_free_form(write):
         "model.weights=null",
         "model.timm_kwargs.depth=3",           # existing key inside a free-form mapping
         "model.timm_kwargs.img_size=[64, 96]",  # new key inside it
-        "data.options.night_fraction=0.25",    # new key, mapping created
+        "data.night_fraction=0.25",            # a dataset option: a typed key of the data section
         "optim.lr=3e-4",                       # PyYAML: a string; float field accepts it
         "optim.betas=[0.9, 0.95]",
         "train.precision=bf16-mixed",
@@ -262,7 +270,7 @@ def test_overrides_scalars_lists_null_and_free_form(write):
     assert cfg.data.crop_size == [256, 320]
     assert cfg.model.weights is None
     assert cfg.model.timm_kwargs == {"depth": 3, "embed_dim": 64, "num_heads": 2, "img_size": [64, 96]}
-    assert cfg.data.options == {"night_fraction": 0.25}
+    assert cfg.data.night_fraction == 0.25 and cfg.data.dataset_options()["night_fraction"] == 0.25
     assert cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.9, 0.95)
     assert cfg.train.precision == "bf16-mixed" and cfg.train.run_name == "2024" and cfg.train.devices == "auto"
 
@@ -308,7 +316,7 @@ def test_overrides_must_be_a_list(write):
 def test_config_from_dict_does_not_modify_its_input():
     d = _minimal()
     before = repr(d)
-    cfg = config_from_dict(d, overrides=["model.timm_kwargs.depth=2", "data.options.seed=1"])
+    cfg = config_from_dict(d, overrides=["model.timm_kwargs.depth=2", "data.seed=1"])
     assert repr(d) == before
     assert cfg.source == "<dict>" and cfg.model.timm_kwargs == {"depth": 2}
 

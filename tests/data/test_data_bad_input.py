@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivtune.data import build_seg_dataset, scan_seg_dataset
+from ivtune.data import scan_pairs as scan_seg_dataset
 from ivtune.errors import DataError
+from ivtune.tasks.seg import build_seg_dataset
 
 FOLDERS = ("vi", "ir", "Segmentation_labels")  # MSRS layout, 9 classes
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ivtune.data import DATASETS, build_seg_dataset, collate_pairs
-from ivtune.data.datasets.mfnet import MFNetPackedDataset
+from ivtune.data import collate_pairs
 from ivtune.errors import ConfigError, DataError
+from ivtune.tasks.seg import DATASETS, build_seg_dataset
+from ivtune.tasks.seg.datasets.mfnet import MFNetPackedDataset
 
 MFNET_SPLITS = {"train": ["00001D", "00002N", "00003D"], "val": ["00004N"], "test": ["00005D", "00006N"]}
 
@@ -140,8 +141,12 @@ def test_registry_errors(tmp_path):
 
 
 def test_common_options_accepted_by_every_dataset():
+    import inspect
+
     for name, entry in DATASETS.items():
-        assert "strict" in entry.options(), name  # callers pass strict= to any dataset (e.g. `ivtune data check`)
+        # callers pass strict= to any dataset (e.g. `ivtune data check`); the task sets it, never a config
+        assert "strict" in inspect.signature(entry.build).parameters, name
+        assert "strict" in entry.excluded_options and "strict" not in entry.options(), name
 
 
 def test_collate_pairs_meta_and_shape_errors(tmp_path):

@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ivtune.data import (
-    SYNTHETIC_CLASSES,
-    SyntheticSegDataset,
-    build_seg_dataset,
-    make_scene,
-    write_synthetic_dataset,
-)
-from ivtune.data.synthetic import OBJECT_CLASSES, synthetic_conditions
+from ivtune.data import SYNTHETIC_CLASSES, make_scene, write_synthetic_dataset
+from ivtune.data.scenes import OBJECT_CLASSES, synthetic_conditions
 from ivtune.errors import ConfigError
+from ivtune.tasks.seg import build_seg_dataset
+from ivtune.tasks.seg.datasets.synthetic import SyntheticSegDataset
 
 PERSON, CAR, BIKE = (SYNTHETIC_CLASSES.index(c) for c in ("person", "car", "bike"))
 

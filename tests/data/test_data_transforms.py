@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ivtune.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_seg_transforms
+from ivtune.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ivtune.errors import ConfigError
+from ivtune.tasks.seg.transforms import build_seg_transforms
 
 H, W = 40, 60
 RAW = {"vis_mean": (0.0, 0.0, 0.0), "vis_std": (1.0, 1.0, 1.0), "ir_norm": "unit"}  # outputs stay in [0, 1]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ivtune.data.det import build_det_dataset
 from ivtune.errors import DataError
+from ivtune.tasks.det.datasets import build_det_dataset
 
 H, W = 40, 60
 

@@ -16,12 +16,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
-from ivtune.config import load_config
-from ivtune.engine.run import evaluate, load_run_model, train
 from ivtune.errors import CheckpointMismatchError
-from ivtune.predict import predict_pairs
-from ivtune.tasks.det import DetTask, format_results, split_options
-from tests.conftest import SHARED, requires_shared
+from ivtune.runner import load_config
+from ivtune.runner.predict import predict_pairs
+from ivtune.runner.run import evaluate, load_run_model, train
+from ivtune.tasks.det.task import DetTask, format_results
+from tests.conftest import SHARED, requires_shared, retarget
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
@@ -31,7 +31,7 @@ TINY = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
 def run_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("det")
     return train(TINY, [f"train.output_dir={tmp}", "train.run_name=run", "train.max_steps=3", "train.val_every=3",
-                        "train.checkpoint_every=3", "train.log_every=1", "data.options.num_samples=6",
+                        "train.checkpoint_every=3", "train.log_every=1", "data.num_samples=6",
                         "data.batch_size=2"])
 
 
@@ -96,10 +96,10 @@ def test_predict_writes_side_by_side_images_and_coco_json(run_dir, tmp_path):
         assert 1 <= d["category_id"] <= 3 and 0 <= x and 0 <= y and x + bw <= w + 0.01 and y + bh <= h + 0.01
 
 
-def test_data_options_are_split_between_dataset_and_transforms():
-    ds, tf = split_options(load_config(TINY).data.options)
-    assert ds == {"num_samples": 16, "seed": 0, "height": 128, "width": 160}
-    assert tf == {"train_sizes": [112, 128, 144], "test_size": 128, "max_size": 224}
+def test_dataset_options_and_transform_keys_are_separate_typed_keys():
+    d = load_config(TINY).data
+    assert d.dataset_options() == {"num_samples": 16, "seed": 0, "height": 128, "width": 160, "night_fraction": 0.5}
+    assert (d.train_sizes, d.test_size, d.max_size, d.crop) == ([112, 128, 144], 128, 224, None)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "det").glob("*.yaml")))
@@ -135,7 +135,7 @@ class _Crash(Callback):
 
 def _tiny(out: Path, *extra: str) -> list[str]:
     return [f"train.output_dir={out}", "train.run_name=run", "train.val_every=100", "train.log_every=1",
-            "data.options.num_samples=6", "data.batch_size=2", *extra]
+            "data.num_samples=6", "data.batch_size=2", *extra]
 
 
 @pytest.mark.slow
@@ -158,7 +158,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
 def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # 5 test images on 2 gloo ranks: rank 1 gets one padding image, which must not be counted; the gathered
     # detections must give the one-process COCO numbers
-    extra = ["data.options.num_samples=5", "data.eval_batch_size=2"]
+    extra = ["data.num_samples=5", "data.eval_batch_size=2"]
     one = evaluate(run_dir, overrides=extra, out_dir=tmp_path / "one")
     args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
     for o in [*extra, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:
@@ -182,13 +182,14 @@ MSRS = SHARED / "data" / "real" / "msrs_det"
 ], ids=["fusion", "infrared"])
 @pytest.mark.shared
 @requires_shared(MSRS)
-def test_cli_data_check_on_real_msrs_pairs(annotation, counts):
+def test_cli_data_check_on_real_msrs_pairs(annotation, counts, tmp_path):
     from click.testing import CliRunner
 
     from ivtune.cli import main
 
-    sets = ["data.dataset=msrs_det", f"data.root={MSRS}", f"data.options={{annotation: {annotation}}}"]
-    args = ["data", "check", str(TINY), "--split", "all", *(a for s in sets for a in ("--set", s))]
+    sets = [f"data.root={MSRS}", f"data.annotation={annotation}"]
+    args = ["data", "check", str(retarget(TINY, "msrs_det", tmp_path)), "--split", "all",
+            *(a for s in sets for a in ("--set", s))]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "20 pairs, 20 ok (day 8, night 12)" in res.output and counts in res.output

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ivtune.data import write_synthetic_dataset
-from ivtune.data.det import (
+from ivtune.errors import ConfigError
+from ivtune.tasks.det.datasets import (
     M3FD_CLASSES,
     build_det_dataset,
     flir_key,
@@ -21,7 +22,6 @@ from ivtune.data.det import (
     parse_voc,
     parse_yolo,
 )
-from ivtune.errors import ConfigError
 
 H, W = 40, 60
 
@@ -221,7 +221,7 @@ def test_synthetic_deterministic_and_classes():
 def test_registry_errors(tmp_path):
     with pytest.raises(ConfigError, match="Known: .*msrs_det"):
         build_det_dataset("nope", tmp_path, "train")
-    with pytest.raises(ConfigError, match="Valid: train, test"):
+    with pytest.raises(ConfigError, match="Valid splits: train, test"):
         build_det_dataset("llvip", tmp_path, "val")
     with pytest.raises(ConfigError, match="Accepted: .*num_samples"):
         build_det_dataset("synthetic", None, "train", colour="red")

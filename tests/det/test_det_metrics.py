@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from ivtune.data.det import build_det_dataset
-from ivtune.metrics import coco_evaluate, kaist_miss_rate, plot_pr_curves, write_det_report
-from ivtune.metrics.det import FPPI_POINTS
+from ivtune.tasks.det.datasets import build_det_dataset
+from ivtune.tasks.det.metrics import FPPI_POINTS, coco_evaluate, kaist_miss_rate, plot_pr_curves, write_det_report
 
 
 def gt_dict():

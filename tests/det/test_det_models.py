@@ -7,8 +7,8 @@ import torch
 
 from ivtune import build_backbone
 from ivtune.errors import ConfigError, InputShapeError
-from ivtune.heads.det import DetectionModel, default_size_divisible
-from ivtune.tasks.det import rescale_boxes, to_coco_detections
+from ivtune.tasks.det.model import DetectionModel, default_size_divisible
+from ivtune.tasks.det.task import rescale_boxes, to_coco_detections
 
 VIT = ("vit_small_patch16_224", dict(depth=2, embed_dim=64, num_heads=2, dynamic_img_size=True))
 SWIN = ("swin_tiny_patch4_window7_224", dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivtune.data.det import build_det_dataset, build_det_transforms, collate_det
+from ivtune.tasks.det import build_det_dataset, build_det_transforms, collate_det
 
 SHARED = Path(os.environ.get("IVTUNE_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 MSRS = SHARED / "data" / "real" / "msrs_det"

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ivtune.cli import main
-from ivtune.data.det import build_det_dataset
-from ivtune.data.det.splits import seeded_split, write_split_files
 from ivtune.errors import DataError
+from ivtune.tasks.det.datasets import build_det_dataset
+from ivtune.tasks.det.splits import seeded_split, write_split_files
 
 
 def m3fd_root(tmp_path, n=10, orphan=True):

@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from ivtune.data.det import build_det_transforms, collate_det, resized_shape
-from ivtune.data.det.transforms import DetFlip, DetRandomCrop, DetResize, DetTransformPipeline, crop_boxes
+from ivtune.data.transforms import PairedTransform
 from ivtune.errors import ConfigError
+from ivtune.tasks.det.dataset import det_to_tensors
+from ivtune.tasks.det.transforms import (
+    DetFlip,
+    DetRandomCrop,
+    DetResize,
+    build_det_transforms,
+    collate_det,
+    crop_boxes,
+    resized_shape,
+)
 
 H, W = 40, 60
 
@@ -27,7 +36,7 @@ def raw(boxes, labels=None):
 
 
 def test_flip_moves_boxes_and_both_images():
-    s = DetTransformPipeline([DetFlip(1.0)])(raw([[5, 10, 15, 30]]), rng=0)
+    s = PairedTransform([DetFlip(1.0)], convert=det_to_tensors)(raw([[5, 10, 15, 30]]), rng=0)
     assert s["boxes"].tolist() == [[45.0, 10.0, 55.0, 30.0]]  # x -> W - x
     for key in ("vis", "ir"):
         on = s[key][0].nonzero()
@@ -38,7 +47,7 @@ def test_flip_moves_boxes_and_both_images():
 def test_resize_short_side_and_cap():
     assert resized_shape(40, 60, 80, None) == (80, 120)
     assert resized_shape(40, 60, 80, 90) == (60, 90)  # long side capped at 90
-    s = DetTransformPipeline([DetResize((80,), None)])(raw([[5, 10, 15, 30]]), rng=0)
+    s = PairedTransform([DetResize((80,), None)], convert=det_to_tensors)(raw([[5, 10, 15, 30]]), rng=0)
     assert s["vis"].shape == (3, 80, 120) and s["ir"].shape == (1, 80, 120)
     assert s["boxes"].tolist() == [[10.0, 20.0, 30.0, 60.0]]
     assert s["meta"]["scale"] == (2.0, 2.0)
@@ -49,13 +58,14 @@ def test_resize_short_side_and_cap():
 
 
 def test_resize_draws_from_sizes():
-    t = DetTransformPipeline([DetResize((20, 40, 80), None)])
+    t = PairedTransform([DetResize((20, 40, 80), None)], convert=det_to_tensors)
     shapes = {t(raw([[5, 10, 15, 30]]), rng=k)["vis"].shape[-2] for k in range(30)}
     assert shapes == {20, 40, 80}
 
 
 def test_crop_shifts_clips_and_drops():
-    s = DetTransformPipeline([])(raw([[5, 10, 15, 30], [30, 5, 50, 20], [0, 0, 4, 4]], labels=[0, 1, 2]), rng=0)
+    s = PairedTransform([], convert=det_to_tensors)(
+        raw([[5, 10, 15, 30], [30, 5, 50, 20], [0, 0, 4, 4]], labels=[0, 1, 2]), rng=0)
     c = crop_boxes(s, top=8, left=10, h=20, w=30)
     assert c["vis"].shape == (3, 20, 30)
     # box 0: (5,10,15,30) -> shift (-10,-8) -> (-5,2,5,22) -> clipped (0,2,5,20); box 1 -> (20,-3,40,12) -> (20,0,30,12)
@@ -66,7 +76,7 @@ def test_crop_shifts_clips_and_drops():
 
 
 def test_random_crop_keeps_boxes_consistent_with_pixels():
-    t = DetTransformPipeline([DetRandomCrop((24, 36))])
+    t = PairedTransform([DetRandomCrop((24, 36))], convert=det_to_tensors)
     for seed in range(5):
         s = t(raw([[5, 10, 15, 30]]), rng=seed)
         assert s["vis"].shape == (3, 24, 36)

@@ -8,8 +8,8 @@ from torchvision.models.detection.fcos import FCOSRegressionHead
 
 from ivtune import build_backbone
 from ivtune.errors import ConfigError
-from ivtune.heads.det import DetectionModel
-from ivtune.heads.det.fcos_regression import ExpScaleRegressionHead
+from ivtune.tasks.det.fcos_regression import ExpScaleRegressionHead
+from ivtune.tasks.det.model import DetectionModel
 
 
 def pair_of_heads(channels: int = 32, levels: int = 2) -> tuple[FCOSRegressionHead, ExpScaleRegressionHead]:

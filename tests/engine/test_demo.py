@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ivtune.demo import run_demo
+from ivtune.runner.demo import run_demo
 
 
 def test_demo_smoke(tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ivtune.cli import main
-from ivtune.engine.run import train
 from ivtune.errors import DataError
+from ivtune.runner.run import train
+from tests.conftest import retarget
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "seg" / "synthetic_tiny.yaml"
 
@@ -42,13 +43,13 @@ def broken_tree(root: Path) -> dict[str, Path]:
 
 
 def _set(tmp_path: Path, root: Path) -> list[str]:
-    return ["data.dataset=folders", f"data.root={root}", "data.val_split=null", "data.test_split=null",
-            "data.options={}", f"train.output_dir={tmp_path / 'runs'}", "data.crop_size=[32, 48]"]
+    return [f"data.root={root}", "data.val_split=null", "data.test_split=null",
+            f"train.output_dir={tmp_path / 'runs'}", "data.crop_size=[32, 48]"]
 
 
 def test_data_check_lists_every_problem(tmp_path):
     files = broken_tree(tmp_path / "tree")
-    args = ["data", "check", str(TINY_CONFIG)]
+    args = ["data", "check", str(retarget(TINY_CONFIG, "folders", tmp_path))]
     for o in _set(tmp_path, tmp_path / "tree"):
         args += ["--set", o]
     result = CliRunner().invoke(main, args)
@@ -61,7 +62,7 @@ def test_data_check_lists_every_problem(tmp_path):
 def test_train_stops_before_the_first_step(tmp_path):
     files = broken_tree(tmp_path / "tree")
     with pytest.raises(DataError) as e:
-        train(TINY_CONFIG, _set(tmp_path, tmp_path / "tree"))
+        train(retarget(TINY_CONFIG, "folders", tmp_path), _set(tmp_path, tmp_path / "tree"))
     for path in files.values():
         assert path.name in str(e.value)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))

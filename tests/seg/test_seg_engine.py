@@ -16,12 +16,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
-from ivtune.config import load_config
-from ivtune.data.synthetic import SYNTHETIC_CLASSES
-from ivtune.engine.run import evaluate, train
+from ivtune.data.scenes import SYNTHETIC_CLASSES
 from ivtune.errors import ConfigError, DataError
-from ivtune.predict import predict_pairs
-from ivtune.tasks.seg import SegTask
+from ivtune.runner import load_config
+from ivtune.runner.predict import predict_pairs
+from ivtune.runner.run import evaluate, train
+from ivtune.tasks.seg.task import SegTask
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "seg" / "synthetic_tiny.yaml"
@@ -46,7 +46,7 @@ def trained_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("seg")
     # overfit 8 scenes for 30 steps: the loss must fall clearly
     return train(TINY_CONFIG, overrides(tmp, "train.max_steps=30", "train.checkpoint_every=15", "train.val_every=15",
-                                        "train.log_every=1", "optim.lr=1e-3", "data.options.num_samples=8"))
+                                        "train.log_every=1", "optim.lr=1e-3", "data.num_samples=8"))
 
 
 def test_loss_goes_down_and_run_dir_complete(trained_run):
@@ -70,7 +70,7 @@ def test_eval_and_predict_from_run_dir(trained_run, tmp_path):
     assert report  # written by the engine
     assert (trained_run / "eval" / "test" / "per_class_iou.png").stat().st_size > 0
 
-    from ivtune.data.synthetic import make_scene
+    from ivtune.data.scenes import make_scene
 
     vis_dir, ir_dir = tmp_path / "vis", tmp_path / "ir"
     vis_dir.mkdir()
@@ -103,7 +103,7 @@ class _Crash(pl.Callback):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    common = ["train.max_steps=8", "train.checkpoint_every=4", "train.val_every=100", "data.options.num_samples=8"]
+    common = ["train.max_steps=8", "train.checkpoint_every=4", "train.val_every=100", "data.num_samples=8"]
     straight = train(TINY_CONFIG, overrides(tmp_path / "a", *common))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(TINY_CONFIG, overrides(tmp_path / "b", *common), callbacks=[_Crash()])
@@ -124,7 +124,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     # every sample the same image, no augmentation: BatchNorm statistics over 2 images per process then equal
     # those over 4 in one process, which isolates what DDP must get right (sharding, gradient averaging)
     common = ["train.max_steps=3", "train.checkpoint_every=3", "train.val_every=100", "train.accelerator=cpu",
-              "data.options={num_samples: 1, seed: 3, height: 128, width: 160}", "data.crop_size=[128, 160]",
+              "data.num_samples=1", "data.seed=3", "data.height=128", "data.width=160", "data.crop_size=[128, 160]",
               "data.scale_range=[1.0, 1.0]", "data.hflip=0", "data.photometric=false", "model.adapter_dropout=0",
               "model.head_kwargs={dropout: 0.0}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -164,7 +164,7 @@ def test_config_loads():
 
 @pytest.mark.parametrize("key, algorithm", [("grad_clip_norm", "norm"), ("grad_clip_value", "value")])
 def test_gradient_clipping_reaches_the_trainer(tmp_path, key, algorithm):
-    from ivtune.engine.run import build_trainer
+    from ivtune.runner.run import build_trainer
 
     cfg = load_config(TINY_CONFIG, overrides(tmp_path, f"optim.{key}=0.5"))
     trainer = build_trainer(cfg, tmp_path, for_training=True)

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from ivtune import build_backbone
+from ivtune.backbones.neck import LayerNorm2d
 from ivtune.errors import ConfigError, InputShapeError
-from ivtune.heads import SEG_HEADS, SegFormerHead, SegmentationModel, UperNetHead, build_seg_head
-from ivtune.heads.seg import LayerNorm2d
+from ivtune.tasks.seg.decoder import SEG_HEADS, SegFormerHead, UperNetHead, build_seg_head
+from ivtune.tasks.seg.model import SegmentationModel
 
 K = 5
 TINY = {

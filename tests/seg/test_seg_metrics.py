@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from ivtune.errors import ConfigError, InputShapeError
-from ivtune.metrics import ConfusionMatrix, write_seg_report
+from ivtune.tasks.seg.metrics import ConfusionMatrix, write_seg_report
 
 # 3 classes, ignore 255. (gt, pred) pairs, row by row:
 # (0,0) (0,1) (1,1) (1,1) | (2,2) (2,0) (255,2: ignored) (0,0)

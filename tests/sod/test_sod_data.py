@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from ivtune.data import write_synthetic_dataset
-from ivtune.data.sod import SyntheticSaliencyDataset, build_sod_dataset
-from ivtune.data.sod_transforms import build_sod_transforms
 from ivtune.errors import ConfigError, DataError
+from ivtune.tasks.sod.datasets import SyntheticSaliencyDataset, build_sod_dataset
+from ivtune.tasks.sod.transforms import build_sod_transforms
 
 
 def _write(folder: Path, names, size=(30, 40), gt_size=None, gt_values=(0, 255), ext=".png", skip=()):
@@ -60,7 +60,7 @@ def test_flat_test_sets(tmp_path, name):
     _write(tmp_path, ["x1", "x2"])
     ds = build_sod_dataset(name, tmp_path, "test")
     assert len(ds) == 2 and ds.name == f"{name}/test" and ds.scan().ok
-    with pytest.raises(ConfigError, match="valid splits: test"):
+    with pytest.raises(ConfigError, match="Valid splits: test"):
         build_sod_dataset(name, tmp_path, "train")
 
 

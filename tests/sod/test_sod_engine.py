@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ivtune.config import load_config, save_config
+from ivtune.config import save_config
 from ivtune.data import write_synthetic_dataset
-from ivtune.data.synthetic import make_scene
-from ivtune.engine.run import evaluate, train
-from ivtune.predict import predict_pairs
+from ivtune.data.scenes import make_scene
+from ivtune.runner import load_config
+from ivtune.runner.predict import predict_pairs
+from ivtune.runner.run import evaluate, train
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "sod"
@@ -47,8 +48,8 @@ def run_dir(tmp_path_factory) -> Path:
     return train(CONFIG_DIR / "synthetic_tiny.yaml", [
         f"train.output_dir={tmp}", "train.run_name=run", "train.max_steps=16", "train.val_every=16",
         "train.checkpoint_every=16", "train.log_every=1", "optim.lr=2e-3", "optim.step_milestones=[14]",
-        "data.options.num_samples=4", "data.crop_size=[64,80]", "data.options.height=64",
-        "data.options.width=80", "data.batch_size=2",
+        "data.num_samples=4", "data.size=[64,80]", "data.height=64",
+        "data.width=80", "data.batch_size=2",
     ])
 
 
@@ -75,9 +76,9 @@ def test_evaluate_writes_report_for_several_datasets(run_dir, tmp_path):
         logged = [r for r in csv.DictReader(f) if r.get("val/sm")][-1]
     assert val["Sm"] == pytest.approx(float(logged["val/sm"]), rel=1e-5)
     assert val["MAE"] == pytest.approx(float(logged["val/mae"]), rel=1e-5)
-    # another dataset with the same run: DATASET/SPLIT with its root under data.options.roots
+    # another dataset with the same run: DATASET/SPLIT with its root under data.roots
     root = write_synthetic_dataset(tmp_path / "tree", {"test": 2}, seed=3, height=50, width=70)
-    other = evaluate(run_dir, split="folders/test", overrides=[f"data.options.roots.folders={root}"])
+    other = evaluate(run_dir, split="folders/test", overrides=[f"data.roots.folders={root}"])
     assert set(other) == {"folders/test"} and other["folders/test"]["num_images"] == 2
     assert (run_dir / "eval" / "folders" / "test" / "metrics.md").is_file()
 
@@ -106,10 +107,10 @@ def test_configs_load_and_round_trip(name, tmp_path):
     assert cfg.task == "sod" and cfg.model.head == "cpnet" and cfg.data.ir_norm == "unit"
     assert cfg.optim.name == "adam" and cfg.optim.grad_clip_value == 0.5 and cfg.optim.weight_decay == 0.0
     patch = 14 if "patch14" in cfg.model.backbone else 16 if "patch16" in cfg.model.backbone else 4
-    assert all(s % patch == 0 for s in cfg.data.crop_size)
+    assert all(s % patch == 0 for s in cfg.data.size)
     if name.startswith("vt5000"):
         assert cfg.train.max_steps == 62_287 and cfg.optim.step_milestones == [31_300]
-        assert cfg.data.val_split == "val" and cfg.data.options["val_fraction"] > 0  # never select on test
+        assert cfg.data.val_split == "val" and cfg.data.val_fraction > 0  # never select on test
         assert cfg.data.batch_size == 8 and cfg.optim.lr == 5e-5
     assert all(len(line) <= 120 for line in path.read_text().splitlines())
     assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
@@ -119,7 +120,7 @@ def test_configs_load_and_round_trip(name, tmp_path):
 def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # 5 images on 2 gloo ranks: rank 1 gets a padding image (not counted); gathered per-image results must give the
     # one-process numbers
-    extra = ["data.options.num_samples=5", "data.eval_batch_size=2"]
+    extra = ["data.num_samples=5", "data.eval_batch_size=2"]
     one = evaluate(run_dir, overrides=extra, out_dir=tmp_path / "one")["synthetic/test"]
     args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
     for o in [*extra, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:

@@ -7,7 +7,8 @@ import torch
 
 from ivtune import build_backbone
 from ivtune.errors import ConfigError
-from ivtune.heads.sod import CPDecoder, SaliencyModel, iou_loss
+from ivtune.tasks.sod.decoder import CPDecoder
+from ivtune.tasks.sod.model import SaliencyModel, iou_loss
 
 
 @pytest.fixture(scope="module", autouse=True)

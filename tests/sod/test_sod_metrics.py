@@ -9,7 +9,7 @@ import numpy as np
 import py_sod_metrics as psm
 import pytest
 
-from ivtune.metrics.sod import METRIC_KEYS, SODMetrics, write_sod_report
+from ivtune.tasks.sod.metrics import METRIC_KEYS, SODMetrics, write_sod_report
 
 
 def _gt(h=40, w=50):

@@ -1,18 +1,24 @@
-"""Paired infrared + visible data: readers, the sample contract, datasets, paired transforms, synthetic scenes.
+"""The shared pair layer: what every task's data uses.
 
-Samples are dicts ``{"vis", "ir", "mask", "meta"}`` (see :mod:`ivtune.data.pairs`); batch them with
-:func:`collate_pairs`.
+- :mod:`.io`: image readers (8-bit and high-depth thermal, labels, packed MFNet files);
+- :mod:`.pairs`: the paired dataset base with its target hooks, the sample contract and the batch collate;
+- :mod:`.scan`: the scan report of ``ivtune data check`` and the pair checks;
+- :mod:`.layout`: finding folders, pairing files by stem, split and class lists;
+- :mod:`.transforms`: the paired transform pipeline and its shared steps (flip, VIS photometry, normalisation);
+- :mod:`.scenes`: deterministic synthetic IR + VIS street scenes (masks, boxes and saliency from one draw);
+- :mod:`.degrade`: sensor faults (missing, degraded, misregistered modalities) for evaluation and training.
+
+Nothing here carries a task's name; the task slices (:mod:`ivtune.tasks`) build their datasets on it.
 """
 
-from .check import ScanReport, scan_seg_dataset
-from .datasets import DATASETS, build_seg_dataset
 from .io import read_gray, read_label, read_mfnet_4ch, read_rgb
-from .pairs import PairedSegDataset, PairRecord, collate_pairs
-from .synthetic import SYNTHETIC_CLASSES, Scene, SyntheticSegDataset, make_scene, write_synthetic_dataset
-from .transforms import build_seg_transforms, to_tensors
+from .pairs import PairedDataset, PairRecord, collate_pairs
+from .scan import ScanReport, scan_pairs
+from .scenes import SYNTHETIC_CLASSES, Scene, SyntheticScenes, make_scene, write_synthetic_dataset
+from .transforms import PairedTransform, build_normalize, to_tensors
 
 __all__ = [
-    "DATASETS", "PairRecord", "PairedSegDataset", "SYNTHETIC_CLASSES", "ScanReport", "Scene", "SyntheticSegDataset",
-    "build_seg_dataset", "build_seg_transforms", "collate_pairs", "make_scene", "read_gray", "read_label",
-    "read_mfnet_4ch", "read_rgb", "scan_seg_dataset", "to_tensors", "write_synthetic_dataset",
+    "PairRecord", "PairedDataset", "PairedTransform", "SYNTHETIC_CLASSES", "ScanReport", "Scene", "SyntheticScenes",
+    "build_normalize", "collate_pairs", "make_scene", "read_gray", "read_label", "read_mfnet_4ch", "read_rgb",
+    "scan_pairs", "to_tensors", "write_synthetic_dataset",
 ]

@@ -1,12 +1,12 @@
-"""Folder plumbing shared by the dataset files: find folders, match pairs by file stem, read split lists."""
+"""Folder plumbing every task's dataset files share: find folders, match pairs by file stem, read split lists."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ...errors import DataError
-from ..pairs import PairedSegDataset, PairRecord, Transform, condition_from_name
+from ..errors import DataError
+from .pairs import PairRecord, condition_from_name
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -112,31 +112,3 @@ def read_classes_file(path: Path) -> list[str]:
     if not names:
         raise DataError(f"Classes file {path} is empty; list one class name per line, class 0 first.")
     return names
-
-
-def split_folder_dataset(
-    root: Path,
-    split: str,
-    folders: tuple[str, str, str],
-    *,
-    classes: tuple[str, ...],
-    palette: list[tuple[int, int, int]],
-    name: str,
-    transform: Transform | None = None,
-    strict: bool = True,
-    with_labels: bool = True,
-    ignore_index: int = 255,
-    ir_high_depth: str = "minmax",
-    condition: Callable[[str], str | None] = condition_from_name,
-) -> PairedSegDataset:
-    """A :class:`PairedSegDataset` from ``root/split/{vis, ir, label}`` folders, pairs matched by stem."""
-    base = require_dir(Path(root), f"{name} root")
-    split_dir = require_dir(base / split, f"{name} split {split!r}")
-    vis_dir = require_dir(split_dir / folders[0], f"{name} visible")
-    ir_dir = require_dir(split_dir / folders[1], f"{name} infrared")
-    label_dir = require_dir(split_dir / folders[2], f"{name} label") if with_labels else None
-    records = pair_by_stem(vis_dir, ir_dir, label_dir, condition)
-    if not records:
-        raise DataError(f"{name} split {split!r}: no images found in {vis_dir} (extensions {', '.join(IMAGE_EXTS)}).")
-    return PairedSegDataset(records, classes, palette, ignore_index, transform, strict, f"{name}/{split}",
-                            ir_high_depth)

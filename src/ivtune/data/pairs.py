@@ -1,14 +1,17 @@
-"""The paired-sample contract shared by every task, the base segmentation dataset and the batch collate.
+"""The paired dataset every task builds on, the sample contract and the batch collate.
 
 A dataset item is a dict::
 
-    {"vis": FloatTensor (3, H, W), "ir": FloatTensor (1 or 3, H, W), "mask": LongTensor (H, W),   # mask: seg only
-     "meta": {"name": str, "vis_path": str, "ir_path": str, "label_path": str | None,
-              "condition": "day" | "night" | "fog" | None, "orig_size": (H, W)}}
+    {"vis": FloatTensor (3, H, W), "ir": FloatTensor (1 or 3, H, W), <the task's target>,
+     "meta": {"name": str, "vis_path": str, "ir_path": str, "condition": "day" | "night" | "fog" | None,
+              "orig_size": (H, W), ...the task's entries}}
 
-Files are checked where they are read: a VIS/IR size mismatch, a label of another size, or label values outside the
-class list raise :class:`ivtune.errors.DataError` naming the files. :func:`ivtune.data.check.scan_seg_dataset` runs the
-same checks over every record and collects the problems instead of stopping at the first.
+:class:`PairedDataset` holds the records (a VIS file, an IR file and, optionally, a target file), reads and checks
+the pair, and asks three hooks for the target: ``read_target`` (the mask, saliency map or boxes of a record),
+``target_problems`` (what is wrong with it, for :meth:`load_raw` and the scan) and ``add_target`` (how it enters
+the sample). Segmentation, SOD and detection datasets each implement these in their slice. Files are checked
+where they are read: a VIS/IR size mismatch or a bad target raises :class:`ivtune.errors.DataError` naming the
+files; :func:`ivtune.data.scan.scan_pairs` runs the same checks over every record and collects the problems.
 """
 
 from __future__ import annotations
@@ -16,17 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from .io import read_gray, read_label, read_rgb
-
-if TYPE_CHECKING:
-    from .check import ScanReport
+from .io import read_gray, read_rgb
+from .scan import AddProblem, ScanReport, pair_size_problem, scan_pairs
+from .transforms import to_tensors
 
 CONDITIONS = ("day", "night", "fog")
 # MFNet / MSRS names end in D (day) or N (night); the synthetic writer adds F (fog).
@@ -49,7 +51,7 @@ class PairRecord:
     name: str
     vis_path: str
     ir_path: str
-    label_path: str | None = None
+    label_path: str | None = None  # the target file (a label, a saliency map), when the task has one per pair
     condition: str | None = None
 
 
@@ -64,113 +66,77 @@ def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
     return [_DEFAULT_COLOURS[i % len(_DEFAULT_COLOURS)] for i in range(num_classes)]
 
 
-def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
-    return int(shape[0]), int(shape[1])
+class PairedDataset(Dataset):
+    """VIS/IR file pairs with a task target, giving samples in the contract of this module.
 
-
-def pair_size_problem(rec: PairRecord, vis_shape: tuple[int, ...], ir_shape: tuple[int, ...]) -> str | None:
-    """The VIS/IR size-mismatch message for ``rec``, or None when both are the same size."""
-    if _hw(vis_shape) == _hw(ir_shape):
-        return None
-    return (
-        f"VIS/IR size mismatch in pair {rec.name!r}: vis {rec.vis_path} is {_hw(vis_shape)} (H, W) but ir "
-        f"{rec.ir_path} is {_hw(ir_shape)}. The pair must be pixel-aligned: register and resize the IR image to the "
-        "visible one."
-    )
-
-
-def label_size_problem(rec: PairRecord, vis_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> str | None:
-    """The label-size-mismatch message for ``rec``, or None when the label matches the visible image."""
-    if _hw(vis_shape) == _hw(mask_shape):
-        return None
-    return (
-        f"Label size mismatch in pair {rec.name!r}: label {rec.label_path} is {_hw(mask_shape)} (H, W) but vis "
-        f"{rec.vis_path} is {_hw(vis_shape)}. Resize the label with nearest-neighbour or fix the pairing."
-    )
-
-
-def bad_label_values(mask: np.ndarray, num_classes: int, ignore_index: int) -> list[int]:
-    """Sorted label values that are neither a class index (0..num_classes-1) nor ``ignore_index``."""
-    if mask.dtype == np.uint8:
-        present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))  # faster than np.unique on uint8
-    else:
-        present = np.unique(mask)
-    return [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]
-
-
-def label_value_problem(rec: PairRecord, mask: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
-    """The out-of-range-label message for ``rec``, or None when every value is a class or ``ignore_index``."""
-    bad = bad_label_values(mask, num_classes, ignore_index)
-    if not bad:
-        return None
-    shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
-    return (
-        f"Label {rec.label_path} has values [{shown}] outside the {num_classes} classes (0..{num_classes - 1}) and "
-        f"!= ignore_index {ignore_index}. Check that the dataset name (class list) matches the files, or remap the "
-        "label values."
-    )
-
-
-class PairedSegDataset(Dataset):
-    """A list of VIS/IR(/label) file pairs plus the class list, giving samples in the contract of this module.
-
-    Subclasses change how files are read (``read_vis`` / ``read_ir`` / ``read_images`` / ``read_label``) and keep
-    the rest: ``__getitem__`` reads, checks the pair, then applies ``transform``.
+    Subclasses implement the target hooks (``read_target``, ``target_problems``, ``add_target``, and for the scan
+    ``scan_target`` / ``scan_summary``) and may change how images are read (``read_vis`` / ``read_ir`` /
+    ``read_images``, e.g. packed RGB+T files or generated scenes); ``load_raw`` and ``__getitem__`` stay here.
 
     Args:
-        records: the pairs, in order.
-        classes: class names; label value ``i`` is ``classes[i]``.
-        palette: one RGB colour per class, for colour masks; a default palette when None.
-        ignore_index: label value excluded from the loss and metrics (may be a class index, e.g. 0 to leave an
-            "unlabeled" class out of training).
-        transform: called with ``{"vis": uint8 (H, W, 3), "ir": uint8 (H, W), "mask": (H, W) (if labelled),
-            "meta": dict}`` (numpy arrays) and returning the tensor sample; see
-            :func:`ivtune.data.transforms.build_seg_transforms`. When None, :func:`ivtune.data.transforms.to_tensors`
-            (values scaled to [0, 1], no normalisation).
+        records: the pairs, in order (:class:`PairRecord` or a task record with ``name``, ``vis_path``,
+            ``ir_path``, ``condition``).
+        transform: called with the raw sample (numpy arrays) and returning the tensor sample; None gives
+            :meth:`default_transform` (values scaled to [0, 1], no normalisation).
         strict: raise a :class:`DataError` listing every missing file; ``False`` keeps incomplete records so that
             :meth:`scan` can report them (reading such a record still raises).
         name: dataset name used in messages.
         ir_high_depth: scaling of >8-bit thermal files, see :func:`ivtune.data.io.read_gray`.
     """
 
-    def __init__(
-        self,
-        records: Sequence[PairRecord],
-        classes: Sequence[str],
-        palette: Sequence[tuple[int, int, int]] | None = None,
-        ignore_index: int = 255,
-        transform: Transform | None = None,
-        strict: bool = True,
-        name: str = "paired",
-        ir_high_depth: str = "minmax",
-    ):
+    target_role = "label"  # what the target file is called in messages
+
+    def __init__(self, records: Sequence[Any], transform: Transform | None = None, strict: bool = True,
+                 name: str = "paired", ir_high_depth: str = "minmax") -> None:
         self.records = list(records)
-        self.classes = tuple(classes)
-        if palette is None:
-            palette = default_palette(len(self.classes))
-        self.palette = [tuple(int(c) for c in rgb) for rgb in palette]
-        if len(self.palette) < len(self.classes):
-            raise ConfigError(
-                f"{name}: palette has {len(self.palette)} colours for {len(self.classes)} classes; give one RGB tuple "
-                "per class."
-            )
-        self.ignore_index = int(ignore_index)
         self.transform = transform
         self.strict = strict
         self.name = name
         self.ir_high_depth = ir_high_depth
-        if strict:
-            self._raise_on_missing()
+
+    # ------------------------------------------------------------------ target hooks
+    def target_path(self, index: int) -> str | None:
+        """The file the target of record ``index`` is read from (None: no file of its own)."""
+        return getattr(self.records[index], "label_path", None)
+
+    def read_target(self, index: int) -> Any:
+        """The target of record ``index`` as read from disk (None for an unlabelled record)."""
+        return None
+
+    def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
+        """``(kind, path, detail)`` of what is wrong with ``target`` for an image of ``vis_shape``."""
+        return []
+
+    def add_target(self, sample: dict[str, Any], index: int, target: Any) -> None:
+        """Put ``target`` (after :meth:`target_problems` found nothing) into the raw ``sample``."""
+
+    def default_transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return to_tensors(sample)
+
+    def scan_target(self, index: int, vis: np.ndarray | None, add: AddProblem) -> None:
+        """Read and check the target of record ``index`` for the scan, reporting through ``add``."""
+        path = self.target_path(index)
+        try:
+            target = self.read_target(index)
+        except DataError as exc:
+            add("unreadable", path or self.records[index].name, str(exc))
+            return
+        if target is not None and vis is not None:
+            for kind, where, detail in self.target_problems(index, vis.shape, target):
+                add(kind, where, detail)
+
+    def scan_summary(self, report: ScanReport) -> None:
+        """Add the task's counts to a finished scan report."""
 
     # ------------------------------------------------------------------ files
     def files(self, index: int) -> list[tuple[str, str]]:
-        """``(role, path)`` of every file record ``index`` needs; roles are ``vis``, ``ir``, ``label``."""
+        """``(role, path)`` of every file record ``index`` needs."""
         rec = self.records[index]
         out = [("vis", rec.vis_path)]
         if rec.ir_path != rec.vis_path:  # packed RGB+T files hold both images
             out.append(("ir", rec.ir_path))
-        if rec.label_path is not None:
-            out.append(("label", rec.label_path))
+        if (target := self.target_path(index)) is not None:
+            out.append((self.target_role, target))
         return out
 
     def missing_files(self, index: int) -> list[tuple[str, str]]:
@@ -201,58 +167,47 @@ class PairedSegDataset(Dataset):
         """``(vis, ir)`` of record ``index``; subclasses with packed files read them once here."""
         return self.read_vis(index), self.read_ir(index)
 
-    def read_label(self, index: int) -> np.ndarray | None:
-        """The label map of record ``index`` (``(H, W)`` integer array), or None for an unlabelled record."""
-        path = self.records[index].label_path
-        return None if path is None else read_label(path)
-
-    # ------------------------------------------------------------------ dataset protocol
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
     def __len__(self) -> int:
         return len(self.records)
+
+    def record_meta(self, index: int) -> dict[str, Any]:
+        """``meta`` entries of record ``index`` besides name, paths, condition and size."""
+        return {}
 
     def load_raw(self, index: int) -> dict[str, Any]:
         """Read and check record ``index``; the untransformed sample with numpy arrays."""
         rec = self.records[index]
         vis, ir = self.read_images(index)
         problem = pair_size_problem(rec, vis.shape, ir.shape)
-        mask = self.read_label(index)
-        if problem is None and mask is not None:
-            problem = label_size_problem(rec, vis.shape, mask.shape) or label_value_problem(
-                rec, mask, self.num_classes, self.ignore_index)
         if problem is not None:
             raise DataError(problem)
+        target = self.read_target(index)
+        if target is not None:
+            problems = self.target_problems(index, vis.shape, target)
+            if problems:
+                raise DataError(problems[0][2])
         sample: dict[str, Any] = {"vis": vis, "ir": ir}
-        if mask is not None:
-            sample["mask"] = mask
-        sample["meta"] = {
-            "name": rec.name, "vis_path": rec.vis_path, "ir_path": rec.ir_path, "label_path": rec.label_path,
-            "condition": rec.condition, "orig_size": _hw(vis.shape),
-        }
+        self.add_target(sample, index, target)
+        sample["meta"] = {"name": rec.name, "vis_path": rec.vis_path, "ir_path": rec.ir_path,
+                          "condition": rec.condition, "orig_size": (int(vis.shape[0]), int(vis.shape[1])),
+                          **self.record_meta(index)}
         return sample
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from .transforms import to_tensors  # transforms imports nothing from here; keep the import graph one-way
-
         sample = self.load_raw(index)
-        transform = self.transform if self.transform is not None else to_tensors
+        transform = self.transform if self.transform is not None else self.default_transform
         out = transform(sample)
         if not isinstance(out.get("vis"), torch.Tensor) or not isinstance(out.get("ir"), torch.Tensor):
             raise ConfigError(
                 f"{self.name}: transform {transform!r} must return a dict with tensors 'vis' and 'ir', got "
                 f"{type(out.get('vis')).__name__} / {type(out.get('ir')).__name__}. End the pipeline with a tensor "
-                "conversion (build_seg_transforms does)."
+                "conversion (the task's build_*_transforms do)."
             )
         return out
 
     def scan(self) -> ScanReport:
-        """Check every record without stopping at the first problem; see :func:`ivtune.data.check.scan_seg_dataset`."""
-        from .check import scan_seg_dataset
-
-        return scan_seg_dataset(self)
+        """Check every record without stopping at the first problem; see :func:`ivtune.data.scan.scan_pairs`."""
+        return scan_pairs(self)
 
     @property
     def conditions(self) -> list[str | None]:
@@ -260,10 +215,7 @@ class PairedSegDataset(Dataset):
         return [r.condition for r in self.records]
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(name={self.name!r}, pairs={len(self)}, classes={self.num_classes}, "
-            f"ignore_index={self.ignore_index})"
-        )
+        return f"{type(self).__name__}(name={self.name!r}, pairs={len(self)})"
 
 
 _STACKED_KEYS = ("vis", "ir", "mask")

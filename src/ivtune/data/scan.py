@@ -1,31 +1,54 @@
-"""Dataset scan: read every record, collect every problem, keep going (the engine of ``ivtune data check``)."""
+"""The dataset scan report and the pair checks every task shares (the engine of ``ivtune data check``).
+
+:func:`scan_pairs` reads every record of a :class:`ivtune.data.pairs.PairedDataset`, collects every problem and
+keeps going: missing partners, unreadable files, VIS/IR size mismatches, then whatever the dataset's target hook
+(``scan_target``) finds in its masks, saliency maps or boxes. Tasks add their own counts (boxes per class, clipped
+boxes ...) as lines of :attr:`ScanReport.counts`.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import DataError
-from .pairs import label_size_problem, label_value_problem, pair_size_problem
 
-if TYPE_CHECKING:
-    from .pairs import PairedSegDataset
+# Problem kinds, in report order; a task may add its own after these.
+PROBLEM_KINDS = ("missing", "unreadable", "size_mismatch", "label_size_mismatch", "gt_size_mismatch", "label_values",
+                 "annotation")
+AddProblem = Callable[[str, str, str], None]
 
-# Problem kinds, in report order.
-PROBLEM_KINDS = ("missing", "unreadable", "size_mismatch", "label_size_mismatch", "label_values")
+
+def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
+    return int(shape[0]), int(shape[1])
+
+
+def pair_size_problem(rec: Any, vis_shape: tuple[int, ...], ir_shape: tuple[int, ...]) -> str | None:
+    """The VIS/IR size-mismatch message for ``rec`` (a record with ``name``, ``vis_path``, ``ir_path``), or None."""
+    if _hw(vis_shape) == _hw(ir_shape):
+        return None
+    return (
+        f"VIS/IR size mismatch in pair {rec.name!r}: vis {rec.vis_path} is {_hw(vis_shape)} (H, W) but ir "
+        f"{rec.ir_path} is {_hw(ir_shape)}. The pair must be pixel-aligned: register and resize the IR image to the "
+        "visible one."
+    )
 
 
 @dataclass
 class ScanReport:
-    """The result of :func:`scan_seg_dataset`.
+    """The result of :func:`scan_pairs`.
 
     Attributes:
         dataset: dataset name.
         num_pairs: records scanned.
         num_ok: records with no problem.
         conditions: record count per condition (``"unknown"`` when the name carries none).
-        problems: ``(kind, path, detail)``; kinds are ``PROBLEM_KINDS``, ``path`` the file at fault.
+        problems: ``(kind, path, detail)``; ``path`` is the file at fault.
+        counts: task lines shown before the problems (e.g. boxes per class, clipped boxes), in order.
+        details: ``(path, detail)`` lines shown under the counts (e.g. the files whose boxes were clipped).
+        values: the task's counts as numbers, for callers (e.g. ``{"clipped_boxes": 3}``).
     """
 
     dataset: str
@@ -33,11 +56,20 @@ class ScanReport:
     num_ok: int = 0
     conditions: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+    details: list[tuple[str, str]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when no record has a problem."""
+        """True when no record has a problem (counted repairs are not problems)."""
         return not self.problems
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if name in values:  # report.clipped_boxes, report.boxes_per_class ...
+            return values[name]
+        raise AttributeError(name)
 
     def by_kind(self) -> dict[str, list[tuple[str, str]]]:
         """``kind -> [(path, detail), ...]`` for every kind that occurred."""
@@ -46,15 +78,18 @@ class ScanReport:
             out.setdefault(kind, []).append((path, detail))
         return out
 
-    def format(self) -> str:
+    def format(self, shown: int = 20) -> str:
         """A readable multi-line report."""
         conds = ", ".join(f"{k} {v}" for k, v in sorted(self.conditions.items())) or "none"
-        lines = [
-            f"Dataset {self.dataset}: {self.num_pairs} pairs, {self.num_ok} ok ({conds}).",
-            "OK: no problems found." if self.ok else f"{len(self.problems)} problem(s):",
-        ]
+        lines = [f"Dataset {self.dataset}: {self.num_pairs} pairs, {self.num_ok} ok ({conds})."]
+        lines += self.counts
+        lines += [f"    {path}: {detail}" for path, detail in self.details[:shown]]
+        if len(self.details) > shown:
+            lines.append(f"    ... and {len(self.details) - shown} more file(s)")
+        lines.append("OK: no problems found." if self.ok else f"{len(self.problems)} problem(s):")
         groups = self.by_kind()
-        for kind in sorted(groups, key=lambda k: PROBLEM_KINDS.index(k) if k in PROBLEM_KINDS else len(PROBLEM_KINDS)):
+        order = {k: i for i, k in enumerate(PROBLEM_KINDS)}
+        for kind in sorted(groups, key=lambda k: order.get(k, len(order))):
             lines.append(f"  {kind} ({len(groups[kind])}):")
             lines.extend(f"    {path}: {detail}" for path, detail in groups[kind])
         return "\n".join(lines)
@@ -63,13 +98,14 @@ class ScanReport:
         return self.format()
 
 
-def scan_seg_dataset(dataset: PairedSegDataset) -> ScanReport:
-    """Check every record of ``dataset``: missing partners, unreadable files, size mismatches, label values.
+def scan_pairs(dataset: Any) -> ScanReport:
+    """Check every record of ``dataset`` without stopping at the first problem.
 
     Build the dataset with ``strict=False`` so that records with missing files are kept and reported here.
 
     Args:
-        dataset: a :class:`ivtune.data.pairs.PairedSegDataset` (or subclass, e.g. packed MFNet or synthetic).
+        dataset: a :class:`ivtune.data.pairs.PairedDataset` (``records``, ``missing_files``, ``read_vis``,
+            ``read_ir``, ``target_path``, ``scan_target``, ``scan_summary``).
 
     Returns:
         A :class:`ScanReport`; ``report.ok`` is False if anything was found.
@@ -85,29 +121,25 @@ def scan_seg_dataset(dataset: PairedSegDataset) -> ScanReport:
 
     for i, rec in enumerate(dataset.records):
         before = len(report.problems)
-        missing = dict((role, path) for role, path in dataset.missing_files(i))
+        missing = dict(dataset.missing_files(i))
         for role, path in missing.items():
-            add("missing", path, f"{role} file of pair {rec.name!r} not found (vis {rec.vis_path})")
-        arrays = {}
-        readers = {"vis": (dataset.read_vis, rec.vis_path), "ir": (dataset.read_ir, rec.ir_path),
-                   "label": (dataset.read_label, rec.label_path)}
-        for role, (reader, path) in readers.items():
-            if path is None or path in missing.values():
+            partner = rec.ir_path if role == "vis" else rec.vis_path
+            add("missing", path, f"{role} file of pair {rec.name!r} not found (partner {partner})")
+        arrays: dict[str, Any] = {}
+        for role, reader, path in (("vis", dataset.read_vis, rec.vis_path), ("ir", dataset.read_ir, rec.ir_path)):
+            if path in missing.values():
                 continue
             try:
                 arrays[role] = reader(i)
             except DataError as exc:
                 add("unreadable", path, str(exc))
-        vis, ir, mask = arrays.get("vis"), arrays.get("ir"), arrays.get("label")
-        if vis is not None and ir is not None:
-            problem = pair_size_problem(rec, vis.shape, ir.shape)
-            if problem:
-                add("size_mismatch", rec.ir_path, problem)
-        if mask is not None:
-            if vis is not None and (problem := label_size_problem(rec, vis.shape, mask.shape)):
-                add("label_size_mismatch", rec.label_path, problem)
-            if problem := label_value_problem(rec, mask, dataset.num_classes, dataset.ignore_index):
-                add("label_values", rec.label_path, problem)
+        vis, ir = arrays.get("vis"), arrays.get("ir")
+        if vis is not None and ir is not None and (problem := pair_size_problem(rec, vis.shape, ir.shape)):
+            add("size_mismatch", rec.ir_path, problem)
+        target_path = dataset.target_path(i)
+        if target_path is None or target_path not in missing.values():
+            dataset.scan_target(i, vis, add)
         if len(report.problems) == before:
             report.num_ok += 1
+    dataset.scan_summary(report)
     return report

@@ -24,13 +24,12 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
-from .pairs import CONDITIONS, PairedSegDataset, PairRecord
+from .pairs import CONDITIONS, PairRecord
 
 SYNTHETIC_CLASSES = ("background", "road", "building", "person", "car", "bike")
 """Label values: 0 background (sky, pavement), 1 road (incl. lane marks), 2 building, 3 person, 4 car, 5 bike."""
@@ -428,9 +427,9 @@ def synthetic_conditions(num_samples: int, seed: int, split: str, night_fraction
     return [conds[i] for i in order]
 
 
-class SyntheticSegDataset(PairedSegDataset):
-    """In-memory synthetic pairs; item ``i`` is generated from ``(seed, split, i)`` alone, so it is the same in
-    every epoch, DataLoader worker and DDP rank.
+class SyntheticScenes:
+    """The records and scenes of one synthetic split; scene ``i`` is generated from ``(seed, split, i)`` alone, so it
+    is the same in every epoch, DataLoader worker and DDP rank. Every task's synthetic dataset reads from one.
 
     Args:
         num_samples: number of items.
@@ -439,54 +438,49 @@ class SyntheticSegDataset(PairedSegDataset):
         width: image width.
         night_fraction: share of night scenes (exact, rounded).
         fog_fraction: share of fog scenes; the rest are day scenes.
-        transform: as for :class:`PairedSegDataset`.
         split: names the random stream, so ``train`` and ``val`` with the same seed hold different scenes.
     """
 
-    def __init__(
-        self,
-        num_samples: int,
-        seed: int = 0,
-        height: int = 256,
-        width: int = 320,
-        night_fraction: float = 0.5,
-        fog_fraction: float = 0.0,
-        transform: Any = None,
-        split: str = "train",
-    ):
+    def __init__(self, num_samples: int, seed: int = 0, height: int = 256, width: int = 320,
+                 night_fraction: float = 0.5, fog_fraction: float = 0.0, split: str = "train") -> None:
         if num_samples < 0:
             raise ConfigError(f"num_samples must be >= 0, got {num_samples}.")
         self.seed, self.split, self.height, self.width = int(seed), split, int(height), int(width)
         conds = synthetic_conditions(num_samples, self.seed, split, night_fraction, fog_fraction)
-        records = []
+        self.records = []
         for i, cond in enumerate(conds):
             name = f"{i:05d}{CONDITION_LETTERS[cond]}"
             uri = f"synthetic://{split}/seed{self.seed}/{name}"
-            records.append(PairRecord(name, f"{uri}/vis", f"{uri}/ir", f"{uri}/label", cond))
+            self.records.append(PairRecord(name, f"{uri}/vis", f"{uri}/ir", f"{uri}/label", cond))
         self._cached: tuple[int, Scene] | None = None
-        super().__init__(records, SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, 255, transform, strict=True,
-                         name=f"synthetic/{split}")
+
+    def __len__(self) -> int:
+        return len(self.records)
 
     def scene(self, index: int) -> Scene:
-        """The full :class:`Scene` of item ``index`` (boxes and saliency included)."""
+        """The full :class:`Scene` of item ``index`` (mask, boxes and saliency included)."""
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
         rng = np.random.default_rng([self.seed, _split_key(self.split), index])
         scene = make_scene(rng, self.height, self.width, self.records[index].condition)
-        self._cached = (index, scene)  # read_vis / read_ir / read_label of one item share one draw
+        self._cached = (index, scene)  # the image and target reads of one item share one draw
         return scene
 
+
+class SceneImages:
+    """Mixin for a :class:`ivtune.data.pairs.PairedDataset` over :class:`SyntheticScenes` (``self.scenes``): the
+    images come from the generator and nothing is on disk."""
+
+    scenes: SyntheticScenes
+
     def files(self, index: int) -> list[tuple[str, str]]:
-        return []  # nothing on disk
+        return []
 
     def read_vis(self, index: int) -> np.ndarray:
-        return self.scene(index).vis
+        return self.scenes.scene(index).vis
 
     def read_ir(self, index: int) -> np.ndarray:
-        return self.scene(index).ir
-
-    def read_label(self, index: int) -> np.ndarray:
-        return self.scene(index).mask
+        return self.scenes.scene(index).ir
 
 
 def write_synthetic_dataset(
@@ -504,7 +498,7 @@ def write_synthetic_dataset(
     PNG, index = class), plus ``{split}/saliency/NAME.png`` (0/255) and ``{split}/boxes/NAME.txt`` (one
     ``class_id x1 y1 x2 y2`` line per instance, pixels, x2/y2 exclusive) for the detection and SOD tasks;
     ``classes.txt`` (``index name`` lines) and ``synthetic.json`` (the generator arguments) at the root. NAME ends in
-    ``D``/``N``/``F``. The scenes equal those of :class:`SyntheticSegDataset` with the same arguments.
+    ``D``/``N``/``F``. The scenes equal those of :class:`SyntheticScenes` with the same arguments.
 
     Args:
         root: output folder (created).
@@ -524,7 +518,7 @@ def write_synthetic_dataset(
     (root / "classes.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(SYNTHETIC_CLASSES)))
     flat_palette = [v for rgb in SYNTHETIC_PALETTE for v in rgb]
     for split, n in splits.items():
-        ds = SyntheticSegDataset(n, seed, height, width, night_fraction, fog_fraction, split=split)
+        ds = SyntheticScenes(n, seed, height, width, night_fraction, fog_fraction, split=split)
         dirs = {k: root / split / k for k in ("vis", "ir", "labels", "saliency", "boxes")}
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
@@ -537,7 +531,7 @@ def write_synthetic_dataset(
             label.save(dirs["labels"] / f"{rec.name}.png")
             Image.fromarray(sc.saliency, "L").save(dirs["saliency"] / f"{rec.name}.png")
             (dirs["boxes"] / f"{rec.name}.txt").write_text("".join(" ".join(map(str, b)) + "\n" for b in sc.boxes))
-    meta = {"generator": "ivtune.data.synthetic", "seed": seed, "height": height, "width": width,
+    meta = {"generator": "ivtune.data.scenes", "seed": seed, "height": height, "width": width,
             "night_fraction": night_fraction, "fog_fraction": fog_fraction, "splits": splits,
             "classes": list(SYNTHETIC_CLASSES)}
     (root / "synthetic.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -1,11 +1,14 @@
-"""Paired transforms: geometry shared by VIS, IR and label; photometry on VIS only; per-modality normalisation.
+"""The paired transform pipeline every task uses, and its shared steps.
 
-A pipeline takes the raw sample of :class:`ivtune.data.pairs.PairedSegDataset` (numpy ``vis`` (H, W, 3) uint8,
-``ir`` (H, W) uint8, ``mask`` (H, W)), converts it to tensors scaled to [0, 1] and runs its steps on tensors:
-random resize, random crop (the label padded with ``ignore_index`` when the crop is larger than the image),
-horizontal flip, VIS photometric jitter, and finally normalisation, which is where the IR image becomes 3 channels
-if asked. Images are resized bilinearly, labels with nearest neighbour (``nearest-exact``: same pixel-centre grid as
-bilinear with ``align_corners=False``, so the three stay aligned).
+A :class:`PairedTransform` takes the raw sample of :class:`ivtune.data.pairs.PairedDataset` (numpy ``vis``
+(H, W, 3) uint8, ``ir`` (H, W) uint8 and the task's target), converts it to tensors scaled to [0, 1] and runs its
+steps on tensors. The steps here are the ones every task shares: the joint horizontal flip (VIS, IR and any
+dense target together), VIS-only photometric jitter, and the final per-modality normalisation, which is where the
+IR image becomes 3 channels if asked; :func:`build_normalize` is the one place the IR normalisation arguments are
+checked. Task steps (segmentation's random resize and crop, detection's box-aware resize, SOD's rotation) live in
+each task's ``transforms.py``. Images are resized bilinearly (:func:`resize_image`), dense labels with nearest
+neighbour (:func:`resize_mask`: ``nearest-exact``, the same pixel-centre grid as bilinear with
+``align_corners=False``, so image and label stay aligned).
 
 Randomness: each call draws its parameters from a numpy ``Generator``. Pass one (or an int seed) as ``rng`` for a
 fixed result; without it the generator is seeded from torch's global RNG, which ``torch.manual_seed`` and the
@@ -48,63 +51,14 @@ def to_tensors(sample: Sample) -> Sample:
     return out
 
 
-def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # antialias keeps thin structures (lane marks, poles) from aliasing when shrinking by 2x.
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
 
 
-def _resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # float32 holds label values up to 2^24 exactly; nearest-exact uses the same pixel centres as bilinear.
     return F.interpolate(m[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
-
-
-class RandomResize:
-    """Scale the pair (and label) by a factor drawn uniformly from ``scale_range``, relative to the input size."""
-
-    def __init__(self, scale_range: tuple[float, float]):
-        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
-
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
-        lo, hi = self.scale_range
-        f = rng.uniform(lo, hi) if hi > lo else lo
-        h, w = s["vis"].shape[-2:]
-        size = (max(1, round(h * f)), max(1, round(w * f)))
-        s = dict(s, vis=_resize_image(s["vis"], size), ir=_resize_image(s["ir"], size))
-        if "mask" in s:
-            s["mask"] = _resize_mask(s["mask"], size)
-        return s
-
-    def __repr__(self) -> str:
-        return f"RandomResize(scale_range={self.scale_range})"
-
-
-class RandomCrop:
-    """Crop ``size`` (H, W) at a random position; pad bottom/right first (images 0, label ``ignore_index``)."""
-
-    def __init__(self, size: tuple[int, int], ignore_index: int = 255):
-        self.size = (int(size[0]), int(size[1]))
-        self.ignore_index = ignore_index
-
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
-        ch, cw = self.size
-        h, w = s["vis"].shape[-2:]
-        ph, pw = max(ch - h, 0), max(cw - w, 0)
-        s = dict(s)
-        if ph or pw:
-            s["vis"] = F.pad(s["vis"], (0, pw, 0, ph), value=0.0)
-            s["ir"] = F.pad(s["ir"], (0, pw, 0, ph), value=0.0)
-            if "mask" in s:
-                s["mask"] = F.pad(s["mask"], (0, pw, 0, ph), value=self.ignore_index)
-            h, w = h + ph, w + pw
-        top = int(rng.integers(0, h - ch + 1))
-        left = int(rng.integers(0, w - cw + 1))
-        for key in ("vis", "ir", "mask"):
-            if key in s:
-                s[key] = s[key][..., top:top + ch, left:left + cw]
-        return s
-
-    def __repr__(self) -> str:
-        return f"RandomCrop(size={self.size}, ignore_index={self.ignore_index})"
 
 
 class RandomHorizontalFlip:
@@ -169,27 +123,6 @@ class VisPhotometric:
         )
 
 
-class Resize:
-    """Resize VIS and IR to a fixed ``size`` (H, W); the label stays at native size unless ``resize_mask``.
-
-    Evaluation keeps the label native so metrics are computed at the original resolution (upsample the logits to
-    ``mask.shape``).
-    """
-
-    def __init__(self, size: tuple[int, int], resize_mask: bool = False):
-        self.size = (int(size[0]), int(size[1]))
-        self.resize_mask = resize_mask
-
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
-        s = dict(s, vis=_resize_image(s["vis"], self.size), ir=_resize_image(s["ir"], self.size))
-        if self.resize_mask and "mask" in s:
-            s["mask"] = _resize_mask(s["mask"], self.size)
-        return s
-
-    def __repr__(self) -> str:
-        return f"Resize(size={self.size}, resize_mask={self.resize_mask})"
-
-
 class Normalize:
     """Final step: VIS ``(x - mean) / std``; IR replicated to ``ir_channels`` and normalised per ``ir_norm``.
 
@@ -234,18 +167,17 @@ class Normalize:
         )
 
 
-class SegTransform:
-    """A pipeline: :func:`to_tensors`, then each step ``step(sample, rng)`` in order.
+class PairedTransform:
+    """A pipeline: ``convert`` (:func:`to_tensors` by default), then each step ``step(sample, rng)`` in order.
 
     Args:
         steps: callables ``(sample, rng) -> sample`` working on tensors.
+        convert: raw numpy sample -> tensor sample.
     """
 
-    # the first step: raw numpy sample -> tensors (tasks with other targets, e.g. boxes, override it)
-    convert = staticmethod(to_tensors)
-
-    def __init__(self, steps: Sequence[Any]):
+    def __init__(self, steps: Sequence[Any], convert: Any = to_tensors):
         self.steps = list(steps)
+        self.convert = convert  # the first step: raw numpy sample -> tensors (detection converts boxes too)
 
     def __call__(self, sample: Sample, rng: np.random.Generator | int | None = None) -> Sample:
         """Transform one raw sample; ``rng`` (a Generator or seed) fixes the random draws."""
@@ -263,7 +195,7 @@ class SegTransform:
         return f"{type(self).__name__}([\n  {inner}\n])"
 
 
-def _pair(value: Any, key: str) -> tuple[int, int] | None:
+def positive_pair(value: Any, key: str) -> tuple[int, int] | None:
     if value is None:
         return None
     if isinstance(value, int):
@@ -277,7 +209,7 @@ def _pair(value: Any, key: str) -> tuple[int, int] | None:
     return h, w
 
 
-def _stats(value: Any, key: str, n: Sequence[int]) -> tuple[float, ...]:
+def check_stats(value: Any, key: str, n: Sequence[int]) -> tuple[float, ...]:
     vals = (float(value),) if isinstance(value, (int, float)) else tuple(float(v) for v in value)
     if len(vals) not in n:
         raise ConfigError(f"{key} needs {' or '.join(map(str, n))} values, got {len(vals)}: {vals}.")
@@ -291,79 +223,43 @@ def _stats(value: Any, key: str, n: Sequence[int]) -> tuple[float, ...]:
     return vals
 
 
-def build_seg_transforms(
-    train: bool,
-    crop_size: int | tuple[int, int] | None = None,
-    scale_range: tuple[float, float] = (0.5, 2.0),
-    hflip: float = 0.5,
-    photometric: bool = True,
-    vis_mean: Sequence[float] = IMAGENET_MEAN,
-    vis_std: Sequence[float] = IMAGENET_STD,
+def build_normalize(
     ir_norm: str = "imagenet",
     ir_mean: float | Sequence[float] | None = None,
     ir_std: float | Sequence[float] | None = None,
     ir_channels: int = 1,
-    ignore_index: int = 255,
-    eval_size: int | tuple[int, int] | None = None,
-) -> SegTransform:
-    """Build the training or evaluation pipeline for paired segmentation.
-
-    Training: random resize by ``scale_range`` -> random crop ``crop_size`` (if given) -> horizontal flip with
-    probability ``hflip`` -> VIS photometric jitter (if ``photometric``) -> normalisation. Evaluation: optional
-    ``eval_size`` resize of the images (label stays native) -> normalisation; nothing random.
+    vis_mean: Sequence[float] = IMAGENET_MEAN,
+    vis_std: Sequence[float] = IMAGENET_STD,
+) -> Normalize:
+    """The final step of every pipeline, with every argument checked (the one IR-argument check of all tasks).
 
     Args:
-        train: training (random) or evaluation (deterministic) pipeline.
-        crop_size: (H, W) or int; training crops, padding the label with ``ignore_index`` when larger than the image.
-            Without it, samples keep their (randomly resized) size and cannot be batched unless all match.
-        scale_range: random resize factors relative to the input size; ``(1, 1)`` disables resizing.
-        hflip: horizontal flip probability.
-        photometric: VIS brightness / contrast / saturation / hue jitter.
-        vis_mean: VIS mean in [0, 1] units (ImageNet by default).
-        vis_std: VIS std in [0, 1] units.
         ir_norm: ``"imagenet"``, ``"unit"`` ([0, 1], no normalisation) or ``"meanstd"`` (needs ``ir_mean``/``ir_std``).
         ir_mean: IR mean in [0, 1] units, one value or one per output channel (``"meanstd"`` only).
         ir_std: IR std in [0, 1] units.
         ir_channels: 1 (grey, the backbone repeats it) or 3 (replicated here).
-        ignore_index: label padding value.
-        eval_size: evaluation resize (H, W) of the images; None keeps the native size.
-
-    Returns:
-        A :class:`SegTransform`; call it with a raw sample (and optionally ``rng``).
+        vis_mean: VIS mean in [0, 1] units (ImageNet by default).
+        vis_std: VIS std in [0, 1] units.
 
     Raises:
         ConfigError: an argument is out of range; the message names it.
     """
-    crop = _pair(crop_size, "crop_size")
-    size = _pair(eval_size, "eval_size")
     if ir_norm not in IR_NORMS:
         raise ConfigError(f"ir_norm must be one of {IR_NORMS}, got {ir_norm!r}.")
     if ir_channels not in (1, 3):
         raise ConfigError(f"ir_channels must be 1 or 3, got {ir_channels!r}.")
-    if not 0.0 <= hflip <= 1.0:
-        raise ConfigError(f"hflip is a probability in [0, 1], got {hflip}.")
-    lo, hi = (float(v) for v in scale_range)
-    if not 0.0 < lo <= hi:
-        raise ConfigError(f"scale_range must be (low, high) with 0 < low <= high, got {tuple(scale_range)}.")
-    vm, vs = _stats(vis_mean, "vis_mean", (3,)), _stats(vis_std, "vis_std", (3,))
+    vm, vs = check_stats(vis_mean, "vis_mean", (3,)), check_stats(vis_std, "vis_std", (3,))
     im = istd = None
     if ir_norm == "meanstd":
         if ir_mean is None or ir_std is None:
             raise ConfigError("ir_norm='meanstd' needs ir_mean and ir_std (in [0, 1] units).")
-        im = _stats(ir_mean, "ir_mean", (1, ir_channels))
-        istd = _stats(ir_std, "ir_std", (1, ir_channels))
-    norm = Normalize(vm, vs, ir_norm, im, istd, ir_channels)
-    steps: list[Any] = []
-    if train:
-        if (lo, hi) != (1.0, 1.0):
-            steps.append(RandomResize((lo, hi)))
-        if crop is not None:
-            steps.append(RandomCrop(crop, ignore_index))
-        if hflip > 0:
-            steps.append(RandomHorizontalFlip(hflip))
-        if photometric:
-            steps.append(VisPhotometric())
-    elif size is not None:
-        steps.append(Resize(size))
-    steps.append(norm)
-    return SegTransform(steps)
+        im = check_stats(ir_mean, "ir_mean", (1, ir_channels))
+        istd = check_stats(ir_std, "ir_std", (1, ir_channels))
+    return Normalize(vm, vs, ir_norm, im, istd, ir_channels)
+
+
+def check_hflip(hflip: float) -> float:
+    if not 0.0 <= hflip <= 1.0:
+        raise ConfigError(f"hflip is a probability in [0, 1], got {hflip}.")
+    return float(hflip)
+

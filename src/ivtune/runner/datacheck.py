@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import load_config
+from ..config import load_config
 
 
 def check_config(config: str, overrides: list[str], splits: list[str] | None, echo: Callable[[str], None]) -> bool:
     """Scan the dataset of ``config``; returns True when no problem was found."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     cfg = load_config(config, overrides)
     build_dataset = get_task(cfg.task).build_dataset

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, config_from_dict
-from .errors import WeightsUnavailableError
+from ..config import Config, config_from_dict
+from ..errors import WeightsUnavailableError
 
 DINOV2 = "vit_small_patch14_dinov2"
 HUB_NAME = "vit_small_patch14_dinov2.lvd142m"
@@ -44,7 +44,7 @@ def choose_backbone(weights: str | None, try_hub: bool, echo: Callable[[str], No
     """A local DINOv2-S file, else the timm hub, else a random-init small ViT."""
     weights = weights or os.environ.get("IVTUNE_WEIGHTS") or None
     if weights:
-        from .backbones.weights import sha256_of
+        from ..backbones.weights import sha256_of
 
         if not Path(weights).is_file():
             raise WeightsUnavailableError(f"--weights / IVTUNE_WEIGHTS points to {weights}, which does not exist.")
@@ -54,7 +54,7 @@ def choose_backbone(weights: str | None, try_hub: bool, echo: Callable[[str], No
     if try_hub and not _hub_reachable():
         echo("no pretrained backbone: no --weights / IVTUNE_WEIGHTS and the timm hub (huggingface.co) is unreachable")
     elif try_hub:
-        from .backbones.factory import build_backbone
+        from ..builder import build_backbone
 
         try:
             build_backbone(HUB_NAME, pretrained=True)  # fills the hub cache; the run loads from it
@@ -82,7 +82,7 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def demo_config(choice: BackboneChoice, method: str, data_root: Path, out: Path, steps: int) -> Config:
     """The run config both methods share; only ``model.method`` differs."""
-    from .data.synthetic import SYNTHETIC_PALETTE
+    from ..data.scenes import SYNTHETIC_PALETTE
 
     h, w = choice.size
     return config_from_dict({
@@ -91,7 +91,7 @@ def demo_config(choice: BackboneChoice, method: str, data_root: Path, out: Path,
                   "weights": choice.weights, "timm_kwargs": choice.timm_kwargs, "head": "segformer",
                   "head_kwargs": {"embed_dim": 128}},
         "data": {"dataset": "folders", "root": str(data_root), "train_split": "train", "val_split": None,
-                 "test_split": "test", "options": {"palette": [list(c) for c in SYNTHETIC_PALETTE]},
+                 "test_split": "test", "palette": [list(c) for c in SYNTHETIC_PALETTE],
                  "crop_size": [h, w], "scale_range": [0.75, 1.5], "batch_size": 8, "eval_batch_size": 8,
                  "num_workers": 1},
         "optim": {"lr": 5e-4, "warmup_iters": max(1, steps // 10)},
@@ -104,9 +104,9 @@ def run_demo(out: str | Path = "runs/demo", weights: str | None = None, steps: i
              num_train: int = 256, num_test: int = 96, try_hub: bool = True,
              echo: Callable[[str], None] = print) -> Path:
     """Run the whole demo; returns the path of ``report.md``."""
-    from .data.synthetic import write_synthetic_dataset
-    from .engine.run import evaluate, train
-    from .params import count_parameters
+    from ..data.scenes import write_synthetic_dataset
+    from ..params import count_parameters
+    from .run import evaluate, train
 
     out = Path(out)
     t0 = time.perf_counter()
@@ -138,7 +138,7 @@ def run_demo(out: str | Path = "runs/demo", weights: str | None = None, steps: i
             seconds = time.perf_counter() - t
             (run_dir / "demo_timing.json").write_text(json.dumps({"train_seconds": seconds}) + "\n")
         results = evaluate(run_dir)
-        from .engine.run import load_run_model
+        from .run import load_run_model
 
         counts = count_parameters(load_run_model(cfg, run_dir).model.backbone)
         rows[method] = {"label": label, "results": results, "seconds": seconds, "counts": counts,
@@ -152,7 +152,7 @@ def run_demo(out: str | Path = "runs/demo", weights: str | None = None, steps: i
 
 def _finished_with(run_dir: Path, cfg: Config) -> bool:
     """True when ``run_dir`` holds a finished run of exactly this config (so the demo can be re-run cheaply)."""
-    from .config import config_to_dict, load_config
+    from ..config import config_to_dict, load_config
 
     done = run_dir / "checkpoints" / "model.safetensors"
     if not (done.is_file() and (run_dir / "demo_timing.json").is_file()):
@@ -164,9 +164,9 @@ def _example_rows(out: Path, rows: dict, data_root: Path) -> Path:
     """VIS | IR | ground truth | visible-only | IV-tuning for two night scenes and one day scene."""
     from PIL import Image
 
-    from .data.synthetic import SYNTHETIC_PALETTE
+    from ..data.scenes import SYNTHETIC_PALETTE
+    from ..viz import colorize_mask, image_grid
     from .predict import predict_pairs
-    from .viz import colorize_mask, image_grid
 
     test = data_root / "test"
     names = sorted(p.stem for p in (test / "vis").glob("*.png"))
@@ -198,9 +198,9 @@ def _example_rows(out: Path, rows: dict, data_root: Path) -> Path:
 
 def write_report(out: Path, choice: BackboneChoice, steps: int, rows: dict, data_root: Path,
                  total_seconds: float) -> Path:
-    from .data.synthetic import SYNTHETIC_CLASSES
-    from .engine.run import latest_metrics_csv
-    from .viz import plot_per_class_iou, plot_training_curves
+    from ..data.scenes import SYNTHETIC_CLASSES
+    from ..viz import plot_per_class_iou, plot_training_curves
+    from .run import latest_metrics_csv
 
     examples = _example_rows(out, rows, data_root)
     night = {rows[m]["label"]: rows[m]["results"]["night"]["per_class_iou"] for m in METHODS}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -35,8 +35,8 @@ def predict_pairs(run: str | Path, vis: str | Path, ir: str | Path, out_dir: str
                   device: str = "cpu") -> list[Path]:
     """Run a trained run's model on image pairs (two files, or two folders matched by file name) and write the
     task's outputs into ``out_dir``; returns the main output file of each pair."""
-    from .engine.run import load_run_model, resolve
-    from .tasks import get_task
+    from ..tasks import get_task
+    from .run import load_run_model, resolve
 
     pairs = match_pairs(vis, ir)
     cfg, run_dir = resolve(run)

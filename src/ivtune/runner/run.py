@@ -27,8 +27,10 @@ from safetensors.torch import load_file
 
 from ..checkpoint import load_trainable
 from ..config import Config, config_from_dict, config_to_dict, load_config, save_config
+from ..engine.checkpointing import LAST_CKPT, MODEL_FILE, AtomicCheckpointIO, RunCheckpoint
+from ..engine.datamodule import PairedDataModule
 from ..errors import CheckpointMismatchError, ConfigError, DataError
-from .checkpointing import LAST_CKPT, MODEL_FILE, AtomicCheckpointIO, RunCheckpoint
+from ..tasks import Task, get_task
 
 CONFIG_FILE = "config.yaml"
 DATASET_INFO = "dataset_info.json"
@@ -62,20 +64,19 @@ def resolve(config_or_run: str | Path | Config, overrides: list[str] | tuple[str
     return cfg, run_dir_of(cfg)
 
 
-def _task_module(cfg: Config):
-    from ..tasks import get_task
+def datamodule_of(task: Task, cfg: Config) -> PairedDataModule:
+    """The data module of a run: the task's datasets, batched by its collate."""
+    return PairedDataModule(cfg, task.build_dataset, task.collate)
 
-    return get_task(cfg.task)
 
-
-def _preflight(cfg: Config, task_mod, for_training: bool) -> Any:
+def _preflight(cfg: Config, task: Task, for_training: bool) -> Any:
     """Everything a scan can find before hours of training: datasets complete and readable, sizes compatible."""
     splits = [cfg.data.train_split] if for_training else []
     splits += [s for s in (cfg.data.val_split,) if s and for_training]
     problems: list[str] = []
     first = None
     for split in splits:
-        ds = task_mod.build_dataset(cfg, split, train=False, strict=False)
+        ds = task.build_dataset(cfg, split, train=False, strict=False)
         first = first or ds
         if len(ds) == 0:
             problems.append(f"split {split!r} of {cfg.data.dataset} at {cfg.data.root} has no pairs")
@@ -90,11 +91,13 @@ def _preflight(cfg: Config, task_mod, for_training: bool) -> Any:
 
 
 def _check_sizes(cfg: Config, model) -> None:
+    """A fixed training crop must fit the patch grid (segmentation's ``crop_size``; other tasks pad inside)."""
     multiple = model.backbone.input_multiple
-    if cfg.data.crop_size and any(v % multiple for v in cfg.data.crop_size):
-        h, w = cfg.data.crop_size
+    crop = getattr(cfg.data, "crop_size", None)
+    if crop and any(v % multiple for v in crop):
+        h, w = crop
         raise ConfigError(
-            f"data.crop_size {list(cfg.data.crop_size)} in {cfg.source} is not a multiple of the patch size "
+            f"data.crop_size {list(crop)} in {cfg.source} is not a multiple of the patch size "
             f"{multiple} of {cfg.model.backbone}; use {[-(-h // multiple) * multiple, -(-w // multiple) * multiple]}."
         )
 
@@ -180,33 +183,33 @@ def train(
         raise ConfigError(f"{run_dir} already holds a trained run ({ckpt}). Continue it with --resume, or start a "
                           "new one with --set train.run_name=NEW_NAME.")
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    task_mod = _task_module(cfg)
-    ds = _preflight(cfg, task_mod, for_training=True)
-    info = task_mod.dataset_info(ds)
-    task = build_module_seeded(task_mod, cfg, info)
-    _check_sizes(cfg, task.model)
+    task = get_task(cfg.task)
+    ds = _preflight(cfg, task, for_training=True)
+    info = task.dataset_info(ds)
+    module = build_module_seeded(task, cfg, info)
+    _check_sizes(cfg, module.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
     (run_dir / DATASET_INFO).write_text(json.dumps(info, indent=2) + "\n")
     trainer = build_trainer(cfg, run_dir, for_training=True)
     trainer.callbacks.extend(callbacks or [])
-    trainer.fit(task, datamodule=task_mod.build_datamodule(cfg), ckpt_path=str(ckpt) if resume else None)
+    trainer.fit(module, datamodule=datamodule_of(task, cfg), ckpt_path=str(ckpt) if resume else None)
     return run_dir
 
 
-def build_module_seeded(task_mod, cfg: Config, info: dict[str, Any]):
+def build_module_seeded(task: Task, cfg: Config, info: dict[str, Any]):
     """Build the task module right after seeding with ``train.seed``.
 
     Checkpoints hold only trainable tensors; the frozen weights come from the hub or a file, or, for a random-init
     backbone (tests, the demo's fallback), from this seed: train, eval and predict must all draw them the same way.
     """
     pl.seed_everything(cfg.train.seed, verbose=False)
-    return task_mod.build_module(cfg, info)
+    return task.build_module(cfg, info)
 
 
-def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
+def load_run_model(cfg: Config, run_dir: Path, task: Task | None = None):
     """The task module of a run with its trained tensors loaded strictly from ``checkpoints/model.safetensors``."""
-    task_mod = task_mod or _task_module(cfg)
+    task = task or get_task(cfg.task)
     weights = run_dir / "checkpoints" / MODEL_FILE
     if not weights.is_file():
         raise CheckpointMismatchError(f"{weights} not found: the run has not finished a checkpoint interval yet "
@@ -214,9 +217,9 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
     info_file = run_dir / DATASET_INFO
     if not info_file.is_file():
         raise CheckpointMismatchError(f"{info_file} not found: is {run_dir} a run directory written by ivtune train?")
-    task = build_module_seeded(task_mod, cfg, json.loads(info_file.read_text()))
+    module = build_module_seeded(task, cfg, json.loads(info_file.read_text()))
     try:
-        load_trainable(task, load_file(str(weights)), source=str(weights))
+        load_trainable(module, load_file(str(weights)), source=str(weights))
     except CheckpointMismatchError as err:
         if "regression_head.scales" in str(err):  # the only key that differs between the two FCOS box-side heads
             raise CheckpointMismatchError(
@@ -224,7 +227,7 @@ def load_run_model(cfg: Config, run_dir: Path, task_mod=None):
                 "trained before ivtune had that option used torchvision's head; evaluate them with --set "
                 "model.head_kwargs.fcos_box_sides=relu (a file without 'regression_head.scales') or =exp.") from err
         raise
-    return task.eval()
+    return module.eval()
 
 
 def evaluate(config_or_run: str | Path | Config, split: str | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -236,15 +239,15 @@ def evaluate(config_or_run: str | Path | Config, split: str | None = None, overr
     if split is not None:
         cfg = replace(cfg, data=replace(cfg.data, test_split=split))
     split = cfg.data.test_split or cfg.data.val_split
-    task_mod = _task_module(cfg)
-    task = load_run_model(cfg, run_dir, task_mod)
+    task = get_task(cfg.task)
+    module = load_run_model(cfg, run_dir, task)
     trainer = build_trainer(cfg, run_dir, for_training=False)
-    trainer.test(task, datamodule=task_mod.build_datamodule(cfg), verbose=False)
-    results = task.eval_results
+    trainer.test(module, datamodule=datamodule_of(task, cfg), verbose=False)
+    results = module.eval_results
     out = out_dir or run_dir / "eval" / str(split)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        task_mod.write_eval_report(results, json.loads((run_dir / DATASET_INFO).read_text()), out)
+        task.write_report(results, json.loads((run_dir / DATASET_INFO).read_text()), out)
         csv = latest_metrics_csv(run_dir)
         if csv is not None:
             plot_training_curves(csv, out / "training_curves.png")

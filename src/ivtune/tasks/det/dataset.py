@@ -17,21 +17,20 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from ...errors import ConfigError, DataError
-from ..io import read_gray, read_rgb
-from ..pairs import pair_size_problem
+from ...data.pairs import PairedDataset
+from ...data.scan import AddProblem, ScanReport
+from ...data.transforms import to_tensors
+from ...errors import DataError
 from .formats import RawBoxes
 
 DetTransform = Callable[..., dict[str, Any]]
-PROBLEM_KINDS = ("missing", "unreadable", "size_mismatch", "annotation")
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,14 +100,9 @@ def image_size(path: str) -> tuple[int, int] | None:
 
 
 def det_to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw sample -> tensors: ``vis`` (3, H, W) and ``ir`` (1, H, W) in [0, 1], boxes / labels / ignore tensors;
-    ``meta["scale"]`` set to ``(1.0, 1.0)`` when absent (no resize)."""
-    out = dict(sample)
-    if isinstance(sample["vis"], np.ndarray):
-        out["vis"] = torch.from_numpy(np.ascontiguousarray(sample["vis"].transpose(2, 0, 1))).float().div_(255.0)
-    if isinstance(sample["ir"], np.ndarray):
-        ir = sample["ir"][..., 0] if sample["ir"].ndim == 3 else sample["ir"]
-        out["ir"] = torch.from_numpy(np.ascontiguousarray(ir))[None].float().div_(255.0)
+    """Raw sample -> tensors: :func:`ivtune.data.transforms.to_tensors` for the images, then boxes / labels /
+    ignore as tensors; ``meta["scale"]`` set to ``(1.0, 1.0)`` when absent (no resize)."""
+    out = to_tensors(sample)
     for key, dtype in (("boxes", torch.float32), ("labels", torch.int64), ("ignore", torch.bool)):
         if isinstance(sample.get(key), np.ndarray):
             out[key] = torch.as_tensor(sample[key], dtype=dtype).clone()
@@ -120,76 +114,8 @@ def det_to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class DetScanReport:
-    """The result of :meth:`PairedDetDataset.scan`.
-
-    Attributes:
-        dataset: dataset name.
-        classes: class names.
-        num_pairs: records scanned.
-        num_ok: records with no problem.
-        conditions: record count per condition (``"unknown"`` when none).
-        boxes_per_class: kept (non-ignore) boxes per class name.
-        ignore_regions: kept ignore boxes (KAIST ignore regions, COCO crowd, VOC difficult).
-        empty_images: images with no box at all (kept as negatives).
-        clipped_boxes: boxes clipped to the image (kept).
-        dropped_boxes: zero-area boxes dropped.
-        clipped_files: ``(ann_path or name, clipped, dropped)`` for every image where boxes were clipped or dropped.
-        problems: ``(kind, path, detail)``; kinds are ``PROBLEM_KINDS``.
-    """
-
-    dataset: str
-    classes: tuple[str, ...] = ()
-    num_pairs: int = 0
-    num_ok: int = 0
-    conditions: dict[str, int] = field(default_factory=dict)
-    boxes_per_class: dict[str, int] = field(default_factory=dict)
-    ignore_regions: int = 0
-    empty_images: int = 0
-    clipped_boxes: int = 0
-    dropped_boxes: int = 0
-    clipped_files: list[tuple[str, int, int]] = field(default_factory=list)
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no record has a problem (clipped / dropped boxes are handled, not problems)."""
-        return not self.problems
-
-    @property
-    def num_boxes(self) -> int:
-        return sum(self.boxes_per_class.values())
-
-    def format(self, shown: int = 20) -> str:
-        """A readable multi-line report."""
-        conds = ", ".join(f"{k} {v}" for k, v in sorted(self.conditions.items())) or "none"
-        per_class = ", ".join(f"{k} {v}" for k, v in self.boxes_per_class.items()) or "none"
-        lines = [
-            f"Dataset {self.dataset}: {self.num_pairs} pairs, {self.num_ok} ok ({conds}).",
-            f"Boxes: {self.num_boxes} ({per_class}); ignore regions {self.ignore_regions}; "
-            f"images without boxes {self.empty_images}.",
-            f"Clipped to the image: {self.clipped_boxes} box(es); dropped (zero area): {self.dropped_boxes} box(es).",
-        ]
-        for path, c, d in self.clipped_files[:shown]:
-            lines.append(f"    {path}: {c} clipped, {d} dropped")
-        if len(self.clipped_files) > shown:
-            lines.append(f"    ... and {len(self.clipped_files) - shown} more file(s)")
-        lines.append("OK: no problems found." if self.ok else f"{len(self.problems)} problem(s):")
-        groups: dict[str, list[tuple[str, str]]] = {}
-        for kind, path, detail in self.problems:
-            groups.setdefault(kind, []).append((path, detail))
-        for kind in sorted(groups, key=lambda k: PROBLEM_KINDS.index(k) if k in PROBLEM_KINDS else 99):
-            lines.append(f"  {kind} ({len(groups[kind])}):")
-            lines.extend(f"    {path}: {detail}" for path, detail in groups[kind])
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.format()
-
-
-class PairedDetDataset(Dataset):
-    """VIS/IR pairs with boxes, in the sample contract of this module.
+class PairedDetDataset(PairedDataset):
+    """VIS/IR pairs with boxes, in the sample contract of this module (the target of a record is its boxes).
 
     Args:
         records: the pairs, in order; ``image_id`` 0 is replaced by ``index + 1``.
@@ -202,6 +128,8 @@ class PairedDetDataset(Dataset):
         ir_high_depth: scaling of >8-bit thermal files, see :func:`ivtune.data.io.read_gray`.
         eager: with ``strict``, parse all annotations at construction (False for generated data).
     """
+
+    target_role = "annotation"
 
     def __init__(
         self,
@@ -223,42 +151,19 @@ class PairedDetDataset(Dataset):
         dup = [k for k, v in ids.items() if v > 1]
         if dup:
             raise DataError(f"{name}: image ids {dup[:10]} occur more than once; COCO export needs unique ids.")
-        self.records = recs
+        super().__init__(recs, transform, strict, name, ir_high_depth)
         self.classes = tuple(classes)
-        self.transform = transform
-        self.strict = strict
-        self.name = name
-        self.ir_high_depth = ir_high_depth
         self._read_annotation = read_annotation
         self._resolved: dict[int, _Resolved] = {}
+        self._scan_tally: Counter = Counter()
         if strict:
             self._raise_on_missing()
             if eager:
                 self._raise_on_bad_annotations()
 
-    # ------------------------------------------------------------------ files
-    def files(self, index: int) -> list[tuple[str, str]]:
-        """``(role, path)`` of the files of record ``index``: ``vis``, ``ir`` and ``ann`` (when not shared)."""
-        rec = self.records[index]
-        out = [("vis", rec.vis_path), ("ir", rec.ir_path)]
-        if rec.ann_path is not None and rec.boxes is None:
-            out.append(("annotation", rec.ann_path))
-        return out
-
-    def missing_files(self, index: int) -> list[tuple[str, str]]:
-        return [(role, p) for role, p in self.files(index) if not os.path.isfile(p)]
-
-    def _raise_on_missing(self) -> None:
-        lines = []
-        for i, rec in enumerate(self.records):
-            for role, path in self.missing_files(i):
-                partner = rec.ir_path if role == "vis" else rec.vis_path
-                lines.append(f"  missing {role} {path} (pair {rec.name!r}, partner {partner})")
-        if lines:
-            raise DataError(
-                f"{self.name}: {len(lines)} file(s) missing for {len(self.records)} pair(s):\n" + "\n".join(lines)
-                + "\nRestore the files, or build with strict=False and call .scan() for a full report."
-            )
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def _raise_on_bad_annotations(self) -> None:
         errors = []
@@ -318,19 +223,29 @@ class PairedDetDataset(Dataset):
         """Zero-area boxes dropped, over the whole dataset."""
         return self._count("dropped")
 
-    # ------------------------------------------------------------------ reading
-    def read_vis(self, index: int) -> np.ndarray:
-        return read_rgb(self.records[index].vis_path)
+    # ------------------------------------------------------------------ target hooks
+    def target_path(self, index: int) -> str | None:
+        rec = self.records[index]
+        return rec.ann_path if rec.boxes is None else None  # a shared COCO json is not this record's own file
 
-    def read_ir(self, index: int) -> np.ndarray:
-        return read_gray(self.records[index].ir_path, self.ir_high_depth)
+    def read_target(self, index: int) -> _Resolved:
+        return self.annotation(index)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
+        rec = self.records[index]
+        if problem := self._size_problem(index, vis_shape):
+            return [("size_mismatch", rec.ann_path or rec.vis_path, problem)]
+        return []
 
-    def __len__(self) -> int:
-        return len(self.records)
+    def add_target(self, sample: dict[str, Any], index: int, target: Any) -> None:
+        sample.update(boxes=target.boxes.copy(), labels=target.labels.copy(), ignore=target.ignore.copy())
+
+    def record_meta(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        return {"ann_path": rec.ann_path, "image_id": rec.image_id}
+
+    def default_transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return det_to_tensors(sample)
 
     def _size_problem(self, index: int, vis_shape: tuple[int, ...]) -> str | None:
         rec = self.records[index]
@@ -339,35 +254,12 @@ class PairedDetDataset(Dataset):
                     f"{tuple(vis_shape[:2])}. Fix the annotation or the pairing.")
         return None
 
-    def load_raw(self, index: int) -> dict[str, Any]:
-        """Read and check record ``index``: the untransformed sample with numpy arrays (module docstring)."""
-        rec = self.records[index]
-        vis, ir = self.read_vis(index), self.read_ir(index)
-        problem = pair_size_problem(rec, vis.shape, ir.shape) or self._size_problem(index, vis.shape)  # type: ignore[arg-type]
-        if problem is not None:
-            raise DataError(problem)
-        ann = self.annotation(index)
-        return {
-            "vis": vis, "ir": ir, "boxes": ann.boxes.copy(), "labels": ann.labels.copy(), "ignore": ann.ignore.copy(),
-            "meta": {"name": rec.name, "vis_path": rec.vis_path, "ir_path": rec.ir_path, "ann_path": rec.ann_path,
-                     "condition": rec.condition, "orig_size": (int(vis.shape[0]), int(vis.shape[1])),
-                     "image_id": rec.image_id},
-        }
-
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.load_raw(index)
-        transform = self.transform if self.transform is not None else det_to_tensors
-        out = transform(sample)
-        if not isinstance(out.get("vis"), torch.Tensor) or not isinstance(out.get("boxes"), torch.Tensor):
-            raise ConfigError(
-                f"{self.name}: transform {transform!r} must return tensors 'vis', 'ir' and 'boxes'; end the pipeline "
-                "with a tensor conversion (build_det_transforms does)."
-            )
+        out = super().__getitem__(index)
+        if not isinstance(out.get("boxes"), torch.Tensor):
+            raise DataError(f"{self.name}: the transform must return a tensor 'boxes'; end the pipeline with a tensor "
+                            "conversion (build_det_transforms does).")
         return out
-
-    @property
-    def conditions(self) -> list[str | None]:
-        return [r.condition for r in self.records]
 
     # ------------------------------------------------------------------ COCO export and scan
     def to_coco(self) -> dict[str, Any]:
@@ -393,55 +285,47 @@ class PairedDetDataset(Dataset):
         return {"info": {"description": f"ivtune {self.name}"}, "images": images, "annotations": anns,
                 "categories": cats}
 
-    def scan(self) -> DetScanReport:
-        """Check every record without stopping: missing partners, unreadable images, VIS/IR (and annotation) size
-        mismatches, bad annotations; count boxes per class, empty images, clipped and dropped boxes."""
-        report = DetScanReport(dataset=self.name, classes=self.classes, num_pairs=len(self))
-        report.conditions = dict(Counter(c or "unknown" for c in self.conditions))
-        per_class = Counter()
-        seen: set[tuple[str, str]] = set()
+    # ------------------------------------------------------------------ scan
+    def scan_target(self, index: int, vis: np.ndarray | None, add: AddProblem) -> None:
+        """Annotation errors and size mismatches as problems; boxes, ignore regions, empty images and clipped /
+        dropped boxes counted for :meth:`scan_summary`."""
+        rec = self.records[index]
+        if vis is not None and (problem := self._size_problem(index, vis.shape)):
+            add("size_mismatch", rec.ann_path or rec.vis_path, problem)
+        try:
+            ann = self.annotation(index)
+        except DataError as exc:
+            add("annotation", rec.ann_path or rec.name, str(exc))
+            return
+        t = self._scan_tally
+        for label in ann.labels[~ann.ignore].tolist():
+            t[("class", int(label))] += 1
+        t["ignore_regions"] += int(ann.ignore.sum())
+        t["empty_images"] += int(len(ann.labels) == 0)
+        t["clipped_boxes"] += ann.clipped
+        t["dropped_boxes"] += ann.dropped
+        if ann.clipped or ann.dropped:
+            self._scan_files.append((rec.ann_path or rec.name, ann.clipped, ann.dropped))
 
-        def add(kind: str, path: str, detail: str) -> None:
-            if (kind, path) not in seen:
-                seen.add((kind, path))
-                report.problems.append((kind, path, detail))
+    def scan(self) -> ScanReport:
+        self._scan_tally, self._scan_files = Counter(), []
+        return super().scan()
 
-        for i, rec in enumerate(self.records):
-            before = len(report.problems)
-            missing = dict(self.missing_files(i))
-            for role, path in missing.items():
-                partner = rec.ir_path if role == "vis" else rec.vis_path
-                add("missing", path, f"{role} file of pair {rec.name!r} not found (partner {partner})")
-            arrays = {}
-            for role, reader, path in (("vis", self.read_vis, rec.vis_path), ("ir", self.read_ir, rec.ir_path)):
-                if role in missing:
-                    continue
-                try:
-                    arrays[role] = reader(i)
-                except DataError as exc:
-                    add("unreadable", path, str(exc))
-            if "vis" in arrays and "ir" in arrays and (p := pair_size_problem(rec, arrays["vis"].shape,
-                                                                               arrays["ir"].shape)):
-                add("size_mismatch", rec.ir_path, p)
-            if "vis" in arrays and (p := self._size_problem(i, arrays["vis"].shape)):
-                add("size_mismatch", rec.ann_path or rec.vis_path, p)
-            if "annotation" not in missing:
-                try:
-                    ann = self.annotation(i)
-                except DataError as exc:
-                    add("annotation", rec.ann_path or rec.name, str(exc))
-                else:
-                    per_class.update(ann.labels[~ann.ignore].tolist())
-                    report.ignore_regions += int(ann.ignore.sum())
-                    report.empty_images += int(len(ann.labels) == 0)
-                    report.clipped_boxes += ann.clipped
-                    report.dropped_boxes += ann.dropped
-                    if ann.clipped or ann.dropped:
-                        report.clipped_files.append((rec.ann_path or rec.name, ann.clipped, ann.dropped))
-            if len(report.problems) == before:
-                report.num_ok += 1
-        report.boxes_per_class = {n: int(per_class.get(k, 0)) for k, n in enumerate(self.classes)}
-        return report
+    def scan_summary(self, report: ScanReport) -> None:
+        t = self._scan_tally
+        per_class = {n: int(t[("class", k)]) for k, n in enumerate(self.classes)}
+        report.values.update(
+            classes=self.classes, boxes_per_class=per_class, num_boxes=sum(per_class.values()),
+            ignore_regions=int(t["ignore_regions"]), empty_images=int(t["empty_images"]),
+            clipped_boxes=int(t["clipped_boxes"]), dropped_boxes=int(t["dropped_boxes"]),
+            clipped_files=list(self._scan_files))
+        shown = ", ".join(f"{k} {v}" for k, v in per_class.items()) or "none"
+        report.counts += [
+            f"Boxes: {sum(per_class.values())} ({shown}); ignore regions {t['ignore_regions']}; "
+            f"images without boxes {t['empty_images']}.",
+            f"Clipped to the image: {t['clipped_boxes']} box(es); dropped (zero area): {t['dropped_boxes']} box(es).",
+        ]
+        report.details += [(path, f"{c} clipped, {d} dropped") for path, c, d in self._scan_files]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, pairs={len(self)}, classes={self.classes})"

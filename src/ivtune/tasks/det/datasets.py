@@ -8,19 +8,16 @@ MSRS (no licence file, cite PIAFusion and MFNet; the detection labels are a thir
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ...data.layout import IMAGE_EXTS, index_dir, read_classes_file, read_split_file, require_dir
+from ...data.pairs import condition_from_name
+from ...data.registry import DatasetEntry, build_from_registry
+from ...data.scenes import SYNTHETIC_CLASSES, SceneImages, SyntheticScenes
 from ...errors import ConfigError, DataError
-from ..datasets._layout import IMAGE_EXTS, index_dir, read_classes_file, read_split_file, require_dir
-from ..pairs import condition_from_name
-from ..synthetic import SYNTHETIC_CLASSES, SyntheticSegDataset
 from .dataset import DetRecord, DetTransform, PairedDetDataset
 from .formats import KAIST_SETTINGS, RawBoxes, parse_coco, parse_kaist, parse_pixel_boxes, parse_voc, parse_yolo
 
@@ -316,32 +313,23 @@ def build_folders(root: Path, split: str, transform: DetTransform | None = None,
 
 
 # ---------------------------------------------------------------------------------------------------------- synthetic
-class SyntheticDetDataset(PairedDetDataset):
+class SyntheticDetDataset(SceneImages, PairedDetDataset):
     """In-memory synthetic scenes (:func:`ivtune.data.make_scene`) with boxes person / car / bike = 0 / 1 / 2.
 
-    Item ``i`` is generated from ``(seed, split, i)`` alone (same scenes as :class:`SyntheticSegDataset`).
+    Item ``i`` is generated from ``(seed, split, i)`` alone (the scenes of :class:`ivtune.data.scenes.SyntheticScenes`).
     """
 
     def __init__(self, num_samples: int, seed: int = 0, height: int = 256, width: int = 320,
                  night_fraction: float = 0.5, transform: DetTransform | None = None, split: str = "train"):
-        self._seg = SyntheticSegDataset(num_samples, seed, height, width, night_fraction, 0.0, split=split)
+        self.scenes = SyntheticScenes(num_samples, seed, height, width, night_fraction, 0.0, split=split)
         records = [DetRecord(r.name, r.vis_path, r.ir_path, None, r.condition, k + 1, (int(height), int(width)))
-                   for k, r in enumerate(self._seg.records)]
+                   for k, r in enumerate(self.scenes.records)]
         super().__init__(records, SYNTHETIC_DET_CLASSES, transform, True, f"synthetic/{split}", eager=False)
 
-    def files(self, index: int) -> list[tuple[str, str]]:
-        return []
-
     def raw_annotation(self, index: int) -> RawBoxes:
-        rows = [(SYNTHETIC_ID_MAP[c], x1, y1, x2, y2, False) for c, x1, y1, x2, y2 in self._seg.scene(index).boxes
+        rows = [(SYNTHETIC_ID_MAP[c], x1, y1, x2, y2, False) for c, x1, y1, x2, y2 in self.scenes.scene(index).boxes
                 if c in SYNTHETIC_ID_MAP]
         return RawBoxes.from_rows(rows)
-
-    def read_vis(self, index: int) -> np.ndarray:
-        return self._seg.scene(index).vis
-
-    def read_ir(self, index: int) -> np.ndarray:
-        return self._seg.scene(index).ir
 
 
 SYNTHETIC_SIZES = {"train": 400, "val": 100, "test": 100}
@@ -356,28 +344,14 @@ def build_synthetic(root: Path | None, split: str, transform: DetTransform | Non
 
 
 # ---------------------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class DetDatasetEntry:
-    """How to build one detection dataset: builder, valid splits (None: folders under the root), classes."""
-
-    build: Callable[..., PairedDetDataset]
-    splits: tuple[str, ...] | None
-    classes: tuple[str, ...] | None
-    needs_root: bool = True
-
-    def options(self) -> list[str]:
-        params = inspect.signature(self.build).parameters.values()
-        return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-DET_DATASETS: dict[str, DetDatasetEntry] = {
-    "m3fd": DetDatasetEntry(build_m3fd, ("train", "val", "test", "all"), M3FD_CLASSES),
-    "llvip": DetDatasetEntry(build_llvip, ("train", "test"), LLVIP_CLASSES),
-    "flir_aligned": DetDatasetEntry(build_flir_aligned, ("train", "test", "val"), FLIR_CLASSES),
-    "kaist": DetDatasetEntry(build_kaist, ("train", "test"), KAIST_CLASSES),
-    "msrs_det": DetDatasetEntry(build_msrs_det, None, MSRS_DET_CLASSES),
-    "folders": DetDatasetEntry(build_folders, None, None),
-    "synthetic": DetDatasetEntry(build_synthetic, ("train", "val", "test"), SYNTHETIC_DET_CLASSES, needs_root=False),
+DET_DATASETS: dict[str, DatasetEntry] = {
+    "m3fd": DatasetEntry(build_m3fd, ("train", "val", "test", "all"), M3FD_CLASSES),
+    "llvip": DatasetEntry(build_llvip, ("train", "test"), LLVIP_CLASSES),
+    "flir_aligned": DatasetEntry(build_flir_aligned, ("train", "test", "val"), FLIR_CLASSES),
+    "kaist": DatasetEntry(build_kaist, ("train", "test"), KAIST_CLASSES),
+    "msrs_det": DatasetEntry(build_msrs_det, None, MSRS_DET_CLASSES),
+    "folders": DatasetEntry(build_folders, None, None),
+    "synthetic": DatasetEntry(build_synthetic, ("train", "val", "test"), SYNTHETIC_DET_CLASSES, needs_root=False),
 }
 
 
@@ -399,21 +373,8 @@ def build_det_dataset(name: str, root: str | Path | None, split: str, transform:
         ConfigError: unknown name, split or option, or a missing root.
         DataError: missing folders or files, unknown classes, unreadable annotations.
     """
-    key = name.lower()
-    if key not in DET_DATASETS:
-        raise ConfigError(f"Unknown detection dataset {name!r}. Known: {', '.join(sorted(DET_DATASETS))}.")
-    entry = DET_DATASETS[key]
-    if entry.splits is not None and split not in entry.splits:
-        raise ConfigError(f"Unknown split {split!r} for detection dataset {key!r}. Valid: {', '.join(entry.splits)}.")
-    accepted = [o for o in entry.options() if o != "strict"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(f"Unknown option(s) {', '.join(map(repr, unknown))} for detection dataset {key!r}. "
-                          f"Accepted: {', '.join(accepted)}.")
-    if root is None and entry.needs_root:
-        raise ConfigError(f"Detection dataset {key!r} needs a root folder; got root=None.")
-    return entry.build(Path(root) if root is not None else None, split, transform, strict=strict, **options)
+    return build_from_registry(DET_DATASETS, "detection", name, root, split, transform, strict=strict, **options)
 
 
-__all__ = ["DET_DATASETS", "DetDatasetEntry", "SyntheticDetDataset", "build_det_dataset", "flir_key",
+__all__ = ["DET_DATASETS", "SyntheticDetDataset", "build_det_dataset", "flir_key",
            "kaist_condition"]

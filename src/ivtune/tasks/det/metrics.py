@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 KAIST_SETTINGS = ("reasonable", "all")
 FPPI_POINTS = np.logspace(-2.0, 0.0, 9)

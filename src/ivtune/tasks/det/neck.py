@@ -15,8 +15,8 @@ from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from ...backbones.neck import LayerNorm2d
 from ...errors import ConfigError
-from ..seg.model import LayerNorm2d
 
 EXTRA_LEVELS = ("p6p7", "maxpool", "none")
 

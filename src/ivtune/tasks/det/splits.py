@@ -11,8 +11,8 @@ import random
 from pathlib import Path
 
 from ...checkpoint import atomic_write
+from ...data.layout import index_dir, require_dir
 from ...errors import DataError
-from ..datasets._layout import index_dir, require_dir
 
 SPLIT_LAYOUTS = {"m3fd": ("vi", "ir")}  # dataset -> (visible folder, infrared folder) under the root
 

@@ -1,14 +1,11 @@
-"""Object detection as a Lightning task: IV backbone + FPN + torchvision detector, COCO mAP per condition.
+"""Object detection as a registered task: IV backbone + FPN + torchvision detector, COCO mAP per condition.
 
-The data layer (:mod:`ivtune.data.det`) and the COCO metrics (:mod:`ivtune.metrics.det`) are imported when first
-used, through :func:`_data` and :func:`_metrics`. ``data.options`` holds both dataset options (passed to
-``build_det_dataset``) and the resize options of the detection transforms, which are taken out by name
-(:data:`TRANSFORM_OPTIONS`): ``train_sizes`` (shorter side, one drawn per sample), ``test_size``, ``max_size`` (cap
-of the longer side) and ``crop``.
+The transforms read ``data.train_sizes`` (shorter side, one drawn per sample), ``data.test_size``, ``data.max_size``
+(cap of the longer side) and ``data.crop``; every other dataset option is a typed key of the dataset's own.
 
-Evaluation: every rank collects its detections (rescaled to the original image size through ``meta["scale"]``); under
-DDP they are gathered with ``torch.distributed.all_gather_object``, rank 0 runs ``coco_evaluate`` (overall and per
-condition) and broadcasts the results, so every rank logs the same numbers.
+Evaluation: every rank collects its detections (rescaled to the original image size through ``meta["scale"]``);
+the engine's gather brings them to rank 0, which runs ``coco_evaluate`` (overall and per condition) against the
+split's COCO ground truth; every rank logs the same numbers.
 """
 
 from __future__ import annotations
@@ -20,61 +17,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backbones.factory import build_backbone
-from ..config import Config
-from ..engine.datamodule import PairedDataModule, test_split_of
-from ..engine.module import IVTaskModule
-from ..errors import DataError
-from ..heads.det import DetectionModel
+from ...config import Config
+from ...data.pairs import default_palette
+from ...engine.backbone import backbone_from_config
+from ...engine.datamodule import test_split_of
+from ...engine.module import IVTaskModule
+from ...engine.predict import predict_loop
+from ...engine.task import Task
+from .config import DetDataConfig
+from .datasets import DET_DATASETS, build_det_dataset
+from .metrics import coco_evaluate, plot_pr_curves, write_det_report
+from .model import DetectionModel
+from .transforms import build_det_transforms, collate_det
 
-# data.options keys that configure the transforms; every other key goes to the dataset
-TRANSFORM_OPTIONS = ("train_sizes", "test_size", "max_size", "crop")
-DEFAULT_TRAIN_SIZES = list(range(480, 801, 32))  # torchvision / detectron2 multi-scale training
-DEFAULT_TEST_SIZE = 800
-DEFAULT_MAX_SIZE = 1333
 DRAW_SCORE_THRESH = 0.3  # boxes drawn by predict; detections.json keeps every box above the model's threshold
 
 
-def _data():
-    from ..data import det
-
-    return det
-
-
-def _metrics():
-    from ..metrics import det
-
-    return det
-
-
 # ---------------------------------------------------------------------------------------------------- data
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``data.options`` -> (dataset options, transform options)."""
-    ds = {k: v for k, v in options.items() if k not in TRANSFORM_OPTIONS}
-    tf = {k: v for k, v in options.items() if k in TRANSFORM_OPTIONS}
-    return ds, tf
-
-
 def build_transforms(cfg: Config, train: bool):
     d = cfg.data
-    _, tf = split_options(d.options)
-    max_size = int(tf.get("max_size", DEFAULT_MAX_SIZE))
-    if train:
-        sizes = tf.get("train_sizes", DEFAULT_TRAIN_SIZES)
-        sizes = [int(s) for s in (sizes if isinstance(sizes, (list, tuple)) else [sizes])]
-    else:
-        sizes = [int(tf.get("test_size", DEFAULT_TEST_SIZE))]
-    return _data().build_det_transforms(
-        train=train, sizes=sizes, max_size=max_size, hflip=d.hflip if train else 0.0,
-        photometric=d.photometric and train, ir_norm=d.ir_norm, ir_mean=d.ir_mean, ir_std=d.ir_std,
-        ir_channels=d.ir_channels, crop=tf.get("crop") if train else None,
+    return build_det_transforms(
+        train=train, sizes=list(d.train_sizes) if train else [d.test_size], max_size=d.max_size,
+        hflip=d.hflip if train else 0.0, photometric=d.photometric and train, ir_norm=d.ir_norm, ir_mean=d.ir_mean,
+        ir_std=d.ir_std, ir_channels=d.ir_channels, crop=d.crop if train else None,
     )
 
 
 def build_dataset(cfg: Config, split: str, train: bool, strict: bool = True):
-    ds_options, _ = split_options(cfg.data.options)
-    return _data().build_det_dataset(cfg.data.dataset, cfg.data.root, split, build_transforms(cfg, train),
-                                     strict=strict, **ds_options)
+    return build_det_dataset(cfg.data.dataset, cfg.data.root, split, build_transforms(cfg, train), strict=strict,
+                             **cfg.data.dataset_options())
 
 
 def eval_split(cfg: Config, stage: str) -> str:
@@ -86,13 +57,7 @@ def build_det_model(cfg: Config, num_classes: int) -> DetectionModel:
     """``model.head`` is the detector (``fcos``, ``retinanet``, ``fasterrcnn``); ``model.head_kwargs`` go to
     :class:`DetectionModel` (``fpn_channels``, ``levels``, ``score_thresh``, ``detector_kwargs`` ...)."""
     m = cfg.model
-    backbone = build_backbone(
-        m.backbone, method=m.method, pretrained=m.pretrained, weights=m.weights, out_indices=m.out_indices,
-        adapter_init=m.adapter_init, adapter_dropout=m.adapter_dropout, **m.timm_kwargs,
-    )
-    if m.grad_checkpointing:
-        backbone.set_grad_checkpointing(True)
-    return DetectionModel(backbone, m.head, num_classes=num_classes, **dict(m.head_kwargs))
+    return DetectionModel(backbone_from_config(m), m.head, num_classes=num_classes, **dict(m.head_kwargs))
 
 
 def rescale_boxes(boxes: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
@@ -120,6 +85,46 @@ def subset_coco(gt: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
             "annotations": [a for a in gt["annotations"] if a["image_id"] in image_ids]}
 
 
+class DetEvaluator:
+    """COCO metrics overall and per condition; the state is this rank's detections and image conditions.
+
+    Args:
+        ground_truth: returns the split's COCO ground truth (called once, on rank 0, at :meth:`evaluate`).
+    """
+
+    def __init__(self, ground_truth) -> None:
+        self.ground_truth = ground_truth
+        self.reset()
+
+    def reset(self) -> None:
+        self.detections: list[dict[str, Any]] = []
+        self.conditions: dict[int, str | None] = {}
+
+    def process(self, batch: dict[str, Any], outputs: list[dict[str, torch.Tensor]], keep: list[int]) -> None:
+        for i in keep:
+            det, meta = outputs[i], batch["meta"][i]
+            image_id = int(meta["image_id"])
+            self.conditions[image_id] = meta.get("condition")
+            self.detections += to_coco_detections({**det, "boxes": rescale_boxes(det["boxes"], meta)}, image_id)
+
+    def state(self) -> tuple[list[dict], dict[int, str | None]]:
+        return self.detections, self.conditions
+
+    def merge(self, states: list[tuple[list[dict], dict[int, str | None]]]) -> None:
+        self.reset()
+        for dets, conds in states:
+            self.detections += dets
+            self.conditions |= conds
+
+    def evaluate(self) -> dict[str, dict]:
+        gt = self.ground_truth()
+        conds = self.conditions
+        groups = {"all": set(conds)} | {c: {i for i, cc in conds.items() if cc == c}
+                                        for c in sorted({c for c in conds.values() if c})}
+        return {name: coco_evaluate(subset_coco(gt, ids), [d for d in self.detections if d["image_id"] in ids])
+                for name, ids in groups.items() if ids}
+
+
 class DetTask(IVTaskModule):
     """Trains a :class:`DetectionModel`; validation / test report COCO mAP overall and per condition."""
 
@@ -127,96 +132,30 @@ class DetTask(IVTaskModule):
         super().__init__(cfg)
         self.classes = list(classes)
         self.model = build_det_model(cfg, len(self.classes))
-        self._detections: list[dict[str, Any]] = []
-        self._conditions: dict[int, str | None] = {}
 
-    # ---------------------------------------------------------------- training
     def forward(self, vis, ir, targets=None):
         return self.model(vis, ir, targets)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         targets = [{"boxes": b, "labels": lab, "ignore": ig}
                    for b, lab, ig in zip(batch["boxes"], batch["labels"], batch["ignore"], strict=True)]
-        losses = self.model(batch["vis"], batch["ir"], targets)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            names = [m["name"] for m in batch["meta"]]
-            raise FloatingPointError(f"non-finite loss {loss.item()} ({ {k: v.item() for k, v in losses.items()} }) "
-                                     f"at step {self.global_step} on {names}; lower optim.lr, set "
-                                     "optim.grad_clip_norm or use precision 32")
-        n = len(batch["vis"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        for k, v in losses.items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        return self.model(batch["vis"], batch["ir"], targets)
 
-    # ---------------------------------------------------------------- evaluation
-    def _reset(self) -> None:
-        self._detections, self._conditions = [], {}
+    def eval_outputs(self, batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
+        return self.model(batch["vis"], batch["ir"])  # eval mode: Lightning switched it
 
-    def on_validation_epoch_start(self) -> None:
-        self._reset()
+    def make_evaluator(self, stage: str) -> DetEvaluator:
+        split = eval_split(self.cfg, stage)
+        return DetEvaluator(lambda: self.trainer.datamodule.dataset(split).to_coco())
 
-    def on_test_epoch_start(self) -> None:
-        self._reset()
-
-    def _eval_step(self, batch: dict[str, Any]) -> None:
-        dets = self.model(batch["vis"], batch["ir"])  # eval mode: Lightning switched it
-        for det, meta in zip(dets, batch["meta"], strict=True):
-            if not meta.get("counted", True):
-                continue  # padding that evens out the ranks
-            image_id = int(meta["image_id"])
-            self._conditions[image_id] = meta.get("condition")
-            self._detections += to_coco_detections({**det, "boxes": rescale_boxes(det["boxes"], meta)}, image_id)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def _gather(self) -> tuple[list[dict], dict[int, str | None]]:
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return self._detections, self._conditions
-        parts: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (self._detections, self._conditions))
-        dets, conds = [], {}
-        for d, c in parts:
-            dets += d
-            conds |= c
-        return dets, conds
-
-    def _finish_eval(self, stage: str) -> None:
-        dets, conds = self._gather()
-        results: dict[str, dict] = {}
-        if self.global_rank == 0:
-            gt = self.trainer.datamodule.dataset(eval_split(self.cfg, stage)).to_coco()
-            seen = set(conds)
-            groups = {"all": seen} | {c: {i for i, cc in conds.items() if cc == c}
-                                      for c in sorted({c for c in conds.values() if c})}
-            for name, ids in groups.items():
-                if ids:
-                    results[name] = _metrics().coco_evaluate(subset_coco(gt, ids),
-                                                             [d for d in dets if d["image_id"] in ids])
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            box = [results]
-            dist.broadcast_object_list(box, src=0)
-            results = box[0]
+    def logged_metrics(self, stage: str, results: dict[str, dict]) -> dict[str, float]:
+        out = {}
         for name, res in results.items():
             suffix = "" if name == "all" else f"_{name}"
             for key in ("mAP", "AP50"):
                 if res.get(key) is not None:
-                    self.log(f"{stage}/{key}{suffix}", float(res[key]), sync_dist=False, rank_zero_only=False)
-        self.eval_results = results
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_eval("test")
+                    out[f"{stage}/{key}{suffix}"] = float(res[key])
+        return out
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"classes": self.classes, "detector": self.model.detector_name}
@@ -231,16 +170,11 @@ def build_module(cfg: Config, info: dict[str, Any]) -> DetTask:
     return DetTask(cfg, info["classes"])
 
 
-def build_datamodule(cfg: Config) -> PairedDataModule:
-    return PairedDataModule(cfg, build_dataset, lambda batch: _data().collate_det(batch))
-
-
 def write_eval_report(results: dict[str, dict], info: dict[str, Any], out_dir: Path) -> None:
-    m = _metrics()
-    m.write_det_report(results, info["classes"], out_dir)
+    write_det_report(results, info["classes"], out_dir)
     for cond, res in results.items():  # pr_curves.png (all images), pr_curves_day.png, ...
         name = "pr_curves.png" if cond == "all" else f"pr_curves_{cond}.png"
-        m.plot_pr_curves(res, info["classes"], Path(out_dir) / name)
+        plot_pr_curves(res, info["classes"], Path(out_dir) / name)
 
 
 def _fmt(v: Any) -> str:
@@ -256,8 +190,6 @@ def draw_detections(rgb: np.ndarray, det: dict[str, torch.Tensor], classes: list
                     score_thresh: float = DRAW_SCORE_THRESH) -> np.ndarray:
     """Boxes with class name and score drawn on an (H, W, 3) uint8 image."""
     from PIL import Image, ImageDraw
-
-    from ..data.pairs import default_palette
 
     palette = default_palette(len(classes))
     image = Image.fromarray(np.ascontiguousarray(rgb))
@@ -278,35 +210,49 @@ def predict(module: DetTask, cfg: Config, pairs: list[tuple[str, Path, Path]], o
     pixels); returns the PNG paths."""
     from PIL import Image
 
-    from ..data.io import read_gray, read_rgb
+    images, results = [], []
 
-    model = module.model.to(device).eval()
-    transform = build_transforms(cfg, train=False)
-    images, results, written = [], [], []
-    for image_id, (name, vis_file, ir_file) in enumerate(pairs):
-        rgb, thermal = read_rgb(vis_file), read_gray(ir_file)
-        if rgb.shape[:2] != thermal.shape[:2]:
-            raise DataError(f"{vis_file} is {rgb.shape[1]}x{rgb.shape[0]} but {ir_file} is {thermal.shape[1]}x"
-                            f"{thermal.shape[0]}; register / resize the IR image to the visible one.")
+    def raw_sample(rgb, thermal, name, vis_file, ir_file, image_id):
         h, w = rgb.shape[:2]
-        raw = {"vis": rgb, "ir": thermal, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
-               "ignore": np.zeros(0, bool),
-               "meta": {"name": name, "vis_path": str(vis_file), "ir_path": str(ir_file), "ann_path": None,
-                        "condition": None, "orig_size": (h, w), "image_id": image_id}}
-        sample = transform(raw, rng=0)
-        det = model.predict(sample["vis"].to(device), sample["ir"].to(device))[0]
-        det = {k: v.cpu() for k, v in det.items()}
-        det["boxes"] = rescale_boxes(det["boxes"], {**sample["meta"], "orig_size": (h, w)})
+        images.append({"id": image_id, "file_name": str(vis_file), "ir_file_name": str(ir_file), "height": h,
+                       "width": w})
+        return {"vis": rgb, "ir": thermal, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
+                "ignore": np.zeros(0, bool),
+                "meta": {"name": name, "vis_path": str(vis_file), "ir_path": str(ir_file), "ann_path": None,
+                         "condition": None, "orig_size": (h, w), "image_id": image_id}}
+
+    def run(model, sample, dev):
+        det = model.predict(sample["vis"].to(dev), sample["ir"].to(dev))[0]
+        return {k: v.cpu() for k, v in det.items()}
+
+    def write(name, rgb, thermal, sample, det, out) -> Path:
+        det["boxes"] = rescale_boxes(det["boxes"], {**sample["meta"], "orig_size": rgb.shape[:2]})
         ir_rgb = np.repeat(thermal[..., None], 3, axis=2)
         panel = np.concatenate([draw_detections(rgb, det, module.classes),
                                 draw_detections(ir_rgb, det, module.classes)], axis=1)
-        path = out_dir / f"{name}_det.png"
+        path = out / f"{name}_det.png"
         Image.fromarray(panel).save(path)
-        written.append(path)
-        images.append({"id": image_id, "file_name": str(vis_file), "ir_file_name": str(ir_file), "height": h,
-                       "width": w})
-        results += to_coco_detections(det, image_id)
+        results.extend(to_coco_detections(det, sample["meta"]["image_id"]))
+        return path
+
+    written = predict_loop(module.model, build_transforms(cfg, train=False), pairs, out_dir, device, raw_sample,
+                           run, write)
     payload = {"images": images, "categories": [{"id": i + 1, "name": c} for i, c in enumerate(module.classes)],
                "detections": results}
     (out_dir / "detections.json").write_text(json.dumps(payload, indent=1) + "\n")
     return written
+
+
+TASK = Task(
+    name="det",
+    description="object detection (COCO mAP per condition; KAIST miss rate)",
+    data_config=DetDataConfig,
+    datasets=DET_DATASETS,
+    build_dataset=build_dataset,
+    collate=collate_det,
+    dataset_info=dataset_info,
+    build_module=build_module,
+    write_report=write_eval_report,
+    format_results=format_results,
+    predict=predict,
+)

@@ -19,21 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import ConfigError, DataError
-from ..transforms import (
+from ...data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    IR_NORMS,
-    Normalize,
-    SegTransform,
+    PairedTransform,
+    Sample,
     VisPhotometric,
-    _resize_image,
-    _stats,
+    build_normalize,
+    check_hflip,
+    positive_pair,
+    resize_image,
 )
+from ...errors import ConfigError, DataError
 from .dataset import det_to_tensors
 
 DETR_SIZES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
-Sample = dict[str, Any]
 _BOX_KEYS = ("boxes", "labels", "ignore")
 
 
@@ -80,7 +80,7 @@ class DetResize:
         meta = dict(s.get("meta", {}))
         old = meta.get("scale", (1.0, 1.0))
         meta["scale"] = (old[0] * sy, old[1] * sx)
-        return dict(s, vis=_resize_image(s["vis"], (nh, nw)), ir=_resize_image(s["ir"], (nh, nw)), boxes=boxes,
+        return dict(s, vis=resize_image(s["vis"], (nh, nw)), ir=resize_image(s["ir"], (nh, nw)), boxes=boxes,
                     meta=meta)
 
     def __repr__(self) -> str:
@@ -129,12 +129,6 @@ def _det_tensors(sample: Sample) -> Sample:
     return out
 
 
-class DetTransformPipeline(SegTransform):
-    """:func:`det_to_tensors`, then each step ``step(sample, rng)``; call as ``pipeline(raw_sample, rng=None)``."""
-
-    convert = staticmethod(_det_tensors)
-
-
 def build_det_transforms(
     train: bool,
     sizes: int | Sequence[int] = DETR_SIZES,
@@ -148,7 +142,7 @@ def build_det_transforms(
     ir_std: float | Sequence[float] | None = None,
     ir_channels: int = 3,
     crop: int | tuple[int, int] | None = None,
-) -> DetTransformPipeline:
+) -> PairedTransform:
     """Build the training or evaluation pipeline for paired detection (module docstring).
 
     Args:
@@ -166,7 +160,7 @@ def build_det_transforms(
         crop: training crop (H, W) or int, after the resize; None disables it.
 
     Returns:
-        A :class:`DetTransformPipeline`.
+        A :class:`ivtune.data.transforms.PairedTransform` whose first step converts the boxes too.
 
     Raises:
         ConfigError: an argument is out of range; the message names it.
@@ -176,23 +170,9 @@ def build_det_transforms(
         raise ConfigError(f"sizes must be a positive int or a non-empty list of them, got {sizes!r}.")
     if max_size is not None and max_size <= 0:
         raise ConfigError(f"max_size must be positive or None, got {max_size!r}.")
-    if ir_norm not in IR_NORMS:
-        raise ConfigError(f"ir_norm must be one of {IR_NORMS}, got {ir_norm!r}.")
-    if ir_channels not in (1, 3):
-        raise ConfigError(f"ir_channels must be 1 or 3, got {ir_channels!r}.")
-    if not 0.0 <= hflip <= 1.0:
-        raise ConfigError(f"hflip is a probability in [0, 1], got {hflip}.")
-    crop_hw = None
-    if crop is not None:
-        crop_hw = (crop, crop) if isinstance(crop, int) else tuple(int(v) for v in crop)
-        if len(crop_hw) != 2 or min(crop_hw) <= 0:
-            raise ConfigError(f"crop must be a positive int or (H, W), got {crop!r}.")
-    vm, vs = _stats(vis_mean, "vis_mean", (3,)), _stats(vis_std, "vis_std", (3,))
-    im = istd = None
-    if ir_norm == "meanstd":
-        if ir_mean is None or ir_std is None:
-            raise ConfigError("ir_norm='meanstd' needs ir_mean and ir_std (in [0, 1] units).")
-        im, istd = _stats(ir_mean, "ir_mean", (1, ir_channels)), _stats(ir_std, "ir_std", (1, ir_channels))
+    norm = build_normalize(ir_norm, ir_mean, ir_std, ir_channels, vis_mean, vis_std)
+    check_hflip(hflip)
+    crop_hw = positive_pair(crop, "crop")
     steps: list[Any] = []
     if train:
         if hflip > 0:
@@ -204,8 +184,8 @@ def build_det_transforms(
             steps.append(VisPhotometric())
     else:
         steps.append(DetResize((max(size_list),), max_size))
-    steps.append(Normalize(vm, vs, ir_norm, im, istd, ir_channels))
-    return DetTransformPipeline(steps)
+    steps.append(norm)
+    return PairedTransform(steps, convert=_det_tensors)
 
 
 def collate_det(batch: Sequence[Sample]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError, InputShapeError
+from ...errors import ConfigError, InputShapeError
 
 
 class ConfusionMatrix:

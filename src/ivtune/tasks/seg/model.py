@@ -11,17 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...backbones.neck import LayerNorm2d
 from ...errors import ConfigError, InputShapeError
 from .decoder import build_seg_head, resize_to
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (each pixel normalised on its own)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)  # NHWC: F.layer_norm normalises the trailing dimension
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 class SegmentationModel(nn.Module):

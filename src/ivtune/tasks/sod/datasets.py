@@ -9,7 +9,7 @@ dataset        layout                                          splits
 ``vt1000``     ``{RGB,T,GT}/NAME.*``                           ``test``
 ``vt821``      ``{RGB,T,GT}/NAME.*``                           ``test``
 ``folders``    ``{split}/{vis,ir,saliency}/NAME.*``            the sub-folders (+ ``val`` when carved)
-``synthetic``  none: :func:`ivtune.data.synthetic.make_scene`   ``train``, ``val``, ``test``
+``synthetic``  none: :func:`ivtune.data.scenes.make_scene`       ``train``, ``val``, ``test``
 =============  =============================================  ====================================
 
 VT5000 has no validation split. With ``val_fraction > 0`` a fixed, seeded subset of ``Train`` becomes ``val`` and
@@ -28,7 +28,6 @@ research-only and do not redistribute them.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError, DataError
-from .check import ScanReport
-from .datasets._layout import pair_by_stem, require_dir
-from .io import read_gray
-from .pairs import PairedSegDataset, PairRecord, Transform, pair_size_problem
-from .synthetic import SyntheticSegDataset
+from ...data.io import read_gray
+from ...data.layout import pair_by_stem, require_dir
+from ...data.pairs import PairedDataset, PairRecord, Transform
+from ...data.registry import DatasetEntry, build_from_registry
+from ...data.scenes import SceneImages, SyntheticScenes
+from ...errors import ConfigError, DataError
 
 GT_THRESHOLD = 128  # foreground is value > 128, as py_sod_metrics.utils.prepare_data binarises ground truth
 SOD_CLASSES = ("background", "salient")
@@ -65,7 +64,7 @@ def gt_size_problem(rec: PairRecord, vis_shape: tuple[int, ...], gt_shape: tuple
     if tuple(vis_shape[:2]) == tuple(gt_shape[:2]):
         return None
     return (f"GT size mismatch in pair {rec.name!r}: ground truth {rec.label_path} is {tuple(gt_shape[:2])} (H, W) "
-            f"but image {rec.vis_path} is {tuple(vis_shape[:2])}. Fix the pairing, or set data.options.resize_gt: "
+            f"but image {rec.vis_path} is {tuple(vis_shape[:2])}. Fix the pairing, or set data.resize_gt: "
             "true to resize ground truth to the image.")
 
 
@@ -75,12 +74,12 @@ def resize_gt(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return binarize_gt(np.asarray(img))
 
 
-class SaliencyDataset(PairedSegDataset):
+class SaliencyDataset(PairedDataset):
     """VIS / IR / saliency-GT triples; see the module docstring for the sample.
 
     Args:
         records: the pairs (``label_path`` is the GT file; None for unlabelled pairs).
-        transform: :func:`ivtune.data.sod_transforms.build_sod_transforms` or None ([0, 1] tensors).
+        transform: :func:`ivtune.tasks.sod.transforms.build_sod_transforms` or None ([0, 1] tensors).
         strict: raise a :class:`DataError` listing every missing file (``False`` keeps them for :meth:`scan`).
         name: ``"dataset/split"``, the key of the metrics.
         resize_gt: resize ground truth of another size than its image instead of raising.
@@ -88,46 +87,49 @@ class SaliencyDataset(PairedSegDataset):
         ir_high_depth: scaling of >8-bit thermal files, see :func:`ivtune.data.io.read_gray`.
     """
 
+    target_role = "gt"
+    classes = SOD_CLASSES
+
     def __init__(self, records: Sequence[PairRecord], transform: Transform | None = None, strict: bool = True,
                  name: str = "sod", resize_gt: bool = False, keep_gt: bool = False,
                  ir_high_depth: str = "minmax") -> None:
+        super().__init__(records, transform, strict, name, ir_high_depth)
         self.resize_gt = bool(resize_gt)
         self.keep_gt = bool(keep_gt)
-        super().__init__(records, SOD_CLASSES, [(0, 0, 0), (255, 255, 255)], 255, transform, strict, name,
-                         ir_high_depth)
-
-    def files(self, index: int) -> list[tuple[str, str]]:
-        rec = self.records[index]
-        out = [("vis", rec.vis_path), ("ir", rec.ir_path)]
-        if rec.label_path is not None:
-            out.append(("gt", rec.label_path))
-        return out
+        if strict:
+            self._raise_on_missing()
 
     def read_label(self, index: int) -> np.ndarray | None:
         """The binary GT (uint8 0/1) of record ``index`` at its file size, or None."""
         path = self.records[index].label_path
         return None if path is None else read_gt(path)
 
-    def load_raw(self, index: int) -> dict[str, Any]:
+    # ------------------------------------------------------------------ target hooks
+    def read_target(self, index: int) -> np.ndarray | None:
+        return self.read_label(index)
+
+    def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
         rec = self.records[index]
-        vis, ir = self.read_images(index)
-        problem = pair_size_problem(rec, vis.shape, ir.shape)
-        if problem is not None:
-            raise DataError(problem)
-        gt = self.read_label(index)
-        if gt is not None and gt.shape[:2] != vis.shape[:2]:
-            if not self.resize_gt:
-                raise DataError(gt_size_problem(rec, vis.shape, gt.shape))
-            gt = resize_gt(gt, vis.shape[:2])
-        sample: dict[str, Any] = {"vis": vis, "ir": ir}
-        if gt is not None:
-            sample["mask"] = gt
-        sample["meta"] = {"name": rec.name, "vis_path": rec.vis_path, "ir_path": rec.ir_path,
-                          "gt_path": rec.label_path, "label_path": rec.label_path, "condition": rec.condition,
-                          "orig_size": (int(vis.shape[0]), int(vis.shape[1])), "dataset": self.name}
-        if self.keep_gt and gt is not None:
-            sample["meta"]["gt"] = gt
+        if not self.resize_gt and (problem := gt_size_problem(rec, vis_shape, target.shape)):
+            return [("gt_size_mismatch", rec.label_path, problem)]
+        return []
+
+    def add_target(self, sample: dict[str, Any], index: int, target: Any) -> None:
+        if target is None:
+            return
+        if target.shape[:2] != sample["vis"].shape[:2]:  # resize_gt (target_problems stopped the other case)
+            target = resize_gt(target, sample["vis"].shape[:2])
+        sample["mask"] = target
+
+    def load_raw(self, index: int) -> dict[str, Any]:
+        sample = super().load_raw(index)
+        if self.keep_gt and "mask" in sample:
+            sample["meta"]["gt"] = sample["mask"]  # the original-size GT the metrics score against
         return sample
+
+    def record_meta(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        return {"gt_path": rec.label_path, "label_path": rec.label_path, "dataset": self.name}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         out = super().__getitem__(index)
@@ -136,54 +138,16 @@ class SaliencyDataset(PairedSegDataset):
             out["mask"] = m[None] if m.ndim == 2 else m  # the contract: (1, H, W) float even without a transform
         return out
 
-    def scan(self) -> ScanReport:
-        """Every record checked, every problem collected: missing / unreadable files, VIS/IR and GT sizes."""
-        report = ScanReport(dataset=self.name, num_pairs=len(self))
-        report.conditions = dict(Counter(c or "unknown" for c in self.conditions))
-        for i, rec in enumerate(self.records):
-            before = len(report.problems)
-            missing = dict(self.missing_files(i))
-            for role, path in missing.items():
-                report.problems.append(("missing", path, f"{role} file of pair {rec.name!r} not found "
-                                                         f"(vis {rec.vis_path})"))
-            arrays = {}
-            for role, reader, path in (("vis", self.read_vis, rec.vis_path), ("ir", self.read_ir, rec.ir_path),
-                                       ("gt", self.read_label, rec.label_path)):
-                if path is None or role in missing:
-                    continue
-                try:
-                    arrays[role] = reader(i)
-                except DataError as exc:
-                    report.problems.append(("unreadable", path, str(exc)))
-            vis, ir, gt = arrays.get("vis"), arrays.get("ir"), arrays.get("gt")
-            if vis is not None and ir is not None and (p := pair_size_problem(rec, vis.shape, ir.shape)):
-                report.problems.append(("size_mismatch", rec.ir_path, p))
-            if vis is not None and gt is not None and not self.resize_gt and (
-                    p := gt_size_problem(rec, vis.shape, gt.shape)):
-                report.problems.append(("gt_size_mismatch", rec.label_path, p))
-            if len(report.problems) == before:
-                report.num_ok += 1
-        return report
 
-
-class SyntheticSaliencyDataset(SaliencyDataset):
+class SyntheticSaliencyDataset(SceneImages, SaliencyDataset):
     """In-memory synthetic scenes with their ``saliency`` mask (warm objects); item ``i`` depends only on
-    ``(seed, split, i)`` and equals the files :func:`ivtune.data.write_synthetic_dataset` writes."""
+    ``(seed, split, i)`` and equals the files :func:`ivtune.data.scenes.write_synthetic_dataset` writes."""
 
     def __init__(self, num_samples: int, seed: int = 0, height: int = 256, width: int = 320,
                  night_fraction: float = 0.5, fog_fraction: float = 0.0, transform: Transform | None = None,
                  split: str = "train", keep_gt: bool = False) -> None:
-        self.scenes = SyntheticSegDataset(num_samples, seed, height, width, night_fraction, fog_fraction, split=split)
+        self.scenes = SyntheticScenes(num_samples, seed, height, width, night_fraction, fog_fraction, split=split)
         super().__init__(self.scenes.records, transform, strict=True, name=f"synthetic/{split}", keep_gt=keep_gt)
-
-    def files(self, index: int) -> list[tuple[str, str]]:
-        return []  # nothing on disk
-
-    def read_vis(self, index: int) -> np.ndarray:
-        return self.scenes.scene(index).vis
-
-    def read_ir(self, index: int) -> np.ndarray:
-        return self.scenes.scene(index).ir
 
     def read_label(self, index: int) -> np.ndarray:
         return binarize_gt(self.scenes.scene(index).saliency)
@@ -198,12 +162,18 @@ def carve_val(records: list[PairRecord], split: str, val_fraction: float, val_se
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     if split == "val" and val_fraction == 0:
-        raise ConfigError(f"{where} has no validation split: set data.options.val_fraction (e.g. 0.1) to hold out "
+        raise ConfigError(f"{where} has no validation split: set data.val_fraction (e.g. 0.1) to hold out "
                           "part of the training pairs, or set data.val_split: null.")
     n_val = round(len(records) * val_fraction)
     order = np.random.default_rng([int(val_seed), 0x5A11]).permutation(len(records))
     val = set(order[:n_val].tolist())
     return [r for i, r in enumerate(records) if (i in val) == (split == "val")]
+
+
+def _three(folders: Sequence[str]) -> Sequence[str]:
+    if len(folders) != 3:
+        raise ConfigError(f"option folders needs three names (visible, thermal, ground truth), got {folders!r}.")
+    return folders
 
 
 def _pairs(root: Path, folders: Sequence[str], what: str) -> list[PairRecord]:
@@ -216,28 +186,37 @@ def _pairs(root: Path, folders: Sequence[str], what: str) -> list[PairRecord]:
     return records
 
 
-def build_vt5000(root: Path, split: str, *, folders: Sequence[str] = ("RGB", "T", "GT"), val_fraction: float = 0.0,
-                 val_seed: int = 0, **kw: Any) -> SaliencyDataset:
+def build_vt5000(root: Path, split: str, transform: Transform | None = None, *,
+                 folders: Sequence[str] = ("RGB", "T", "GT"), val_fraction: float = 0.0, val_seed: int = 0,
+                 strict: bool = True, resize_gt: bool = False, keep_gt: bool = False,
+                 ir_high_depth: str = "minmax") -> SaliencyDataset:
     """VT5000 (Tu et al. 2022): 2,500 train / 2,500 test pairs, ``{Train,Test}/{RGB,T,GT}``."""
+    kw = {"transform": transform, "strict": strict, "resize_gt": resize_gt, "keep_gt": keep_gt,
+          "ir_high_depth": ir_high_depth}
     base = require_dir(Path(root), "vt5000 root")
     part = "Test" if split == "test" else "Train"
-    records = _pairs(require_dir(base / part, f"vt5000 {part}"), folders, f"vt5000 {part}")
+    records = _pairs(require_dir(base / part, f"vt5000 {part}"), _three(folders), f"vt5000 {part}")
     if split != "test":
         records = carve_val(records, split, val_fraction, val_seed, "vt5000")
     return SaliencyDataset(records, name=f"vt5000/{split}", **kw)
 
 
 def _build_flat(name: str):
-    def build(root: Path, split: str, *, folders: Sequence[str] = ("RGB", "T", "GT"), **kw: Any) -> SaliencyDataset:
+    def build(root: Path, split: str, transform: Transform | None = None, *,
+              folders: Sequence[str] = ("RGB", "T", "GT"), strict: bool = True, resize_gt: bool = False,
+              keep_gt: bool = False, ir_high_depth: str = "minmax") -> SaliencyDataset:
         base = require_dir(Path(root), f"{name} root")
-        return SaliencyDataset(_pairs(base, folders, name), name=f"{name}/{split}", **kw)
+        return SaliencyDataset(_pairs(base, _three(folders), name), transform, strict, f"{name}/{split}",
+                               resize_gt, keep_gt, ir_high_depth)
 
     build.__doc__ = f"{name.upper()}: a test-only set, ``{{RGB,T,GT}}`` at the root."
     return build
 
 
-def build_folders(root: Path, split: str, *, folders: Sequence[str] = ("vis", "ir", "saliency"),
-                  val_fraction: float = 0.0, val_seed: int = 0, **kw: Any) -> SaliencyDataset:
+def build_folders(root: Path, split: str, transform: Transform | None = None, *,
+                  folders: Sequence[str] = ("vis", "ir", "saliency"), val_fraction: float = 0.0, val_seed: int = 0,
+                  strict: bool = True, resize_gt: bool = False, keep_gt: bool = False,
+                  ir_high_depth: str = "minmax") -> SaliencyDataset:
     """``{split}/{vis,ir,saliency}`` (what :func:`ivtune.data.write_synthetic_dataset` writes)."""
     base = require_dir(Path(root), "folders root")
     carved = val_fraction > 0 and split in ("train", "val", "trainval")
@@ -246,35 +225,35 @@ def build_folders(root: Path, split: str, *, folders: Sequence[str] = ("vis", "i
         found = sorted(p.name for p in base.iterdir() if (p / folders[0]).is_dir())
         raise ConfigError(f"split {split!r} not found under {base}; splits there (folders with a {folders[0]!r} "
                           f"sub-folder): {', '.join(found) or '(none)'}"
-                          + ("" if split != "val" else "; or set data.options.val_fraction to carve one from train")
+                          + ("" if split != "val" else "; or set data.val_fraction to carve one from train")
                           + ".")
-    records = _pairs(base / folder, folders, f"folders/{folder}")
+    records = _pairs(base / folder, _three(folders), f"folders/{folder}")
     if carved:
         records = carve_val(records, split, val_fraction, val_seed, f"folders {base}")
-    return SaliencyDataset(records, name=f"folders/{split}", **kw)
+    return SaliencyDataset(records, transform, strict, f"folders/{split}", resize_gt, keep_gt, ir_high_depth)
 
 
-def build_synthetic(root: Path | None, split: str, *, num_samples: int | None = None, seed: int = 0,
+def build_synthetic(root: Path | None, split: str, transform: Transform | None = None, *,
+                    num_samples: int | None = None, seed: int = 0,
                     height: int = 256, width: int = 320, night_fraction: float = 0.5, fog_fraction: float = 0.0,
                     strict: bool = True, resize_gt: bool = False, keep_gt: bool = False,
                     ir_high_depth: str = "minmax") -> SaliencyDataset:
     """Synthetic scenes (no files); ``num_samples`` defaults to 400 / 100 / 100 for train / val / test."""
     n = {"train": 400, "val": 100, "test": 100}[split] if num_samples is None else int(num_samples)
-    return SyntheticSaliencyDataset(n, seed, height, width, night_fraction, fog_fraction, split=split,
+    return SyntheticSaliencyDataset(n, seed, height, width, night_fraction, fog_fraction, transform, split=split,
                                     keep_gt=keep_gt)
 
 
-SOD_DATASETS: dict[str, tuple[Any, tuple[str, ...] | None]] = {
-    "vt5000": (build_vt5000, ("train", "val", "trainval", "test")),
-    "vt1000": (_build_flat("vt1000"), ("test",)),
-    "vt821": (_build_flat("vt821"), ("test",)),
-    "folders": (build_folders, None),
-    "synthetic": (build_synthetic, ("train", "val", "test")),
+_TASK_SET = ("strict", "keep_gt")  # set by the task (pre-flight scans, evaluation), never by a config
+SOD_DATASETS: dict[str, DatasetEntry] = {
+    "vt5000": DatasetEntry(build_vt5000, ("train", "val", "trainval", "test"), SOD_CLASSES,
+                           excluded_options=_TASK_SET),
+    "vt1000": DatasetEntry(_build_flat("vt1000"), ("test",), SOD_CLASSES, excluded_options=_TASK_SET),
+    "vt821": DatasetEntry(_build_flat("vt821"), ("test",), SOD_CLASSES, excluded_options=_TASK_SET),
+    "folders": DatasetEntry(build_folders, None, SOD_CLASSES, excluded_options=_TASK_SET),
+    "synthetic": DatasetEntry(build_synthetic, ("train", "val", "test"), SOD_CLASSES, needs_root=False,
+                              excluded_options=_TASK_SET),
 }
-_COMMON = {"strict", "resize_gt", "keep_gt", "ir_high_depth"}
-_OPTIONS = {"vt5000": {"folders", "val_fraction", "val_seed"}, "vt1000": {"folders"}, "vt821": {"folders"},
-            "folders": {"folders", "val_fraction", "val_seed"},
-            "synthetic": {"num_samples", "seed", "height", "width", "night_fraction", "fog_fraction"}}
 
 
 def build_sod_dataset(name: str, root: str | Path | None, split: str, transform: Transform | None = None,
@@ -286,31 +265,14 @@ def build_sod_dataset(name: str, root: str | Path | None, split: str, transform:
         root: dataset folder (None for ``synthetic``).
         split: a split of that dataset (see the module docstring).
         transform: see :class:`SaliencyDataset`.
-        **options: ``strict``, ``resize_gt``, ``keep_gt``, ``ir_high_depth``; ``folders`` (three folder names);
-            ``val_fraction`` / ``val_seed`` (vt5000, folders); synthetic ``num_samples``, ``seed``, ``height``,
-            ``width``, ``night_fraction``, ``fog_fraction``.
+        **options: ``strict``, ``keep_gt`` and the dataset's options: ``resize_gt``, ``ir_high_depth``; ``folders``
+            (three folder names); ``val_fraction`` / ``val_seed`` (vt5000, folders); synthetic ``num_samples``,
+            ``seed``, ``height``, ``width``, ``night_fraction``, ``fog_fraction``.
 
     Raises:
         ConfigError: unknown dataset, split or option; DataError: missing folders or files.
     """
-    key = name.lower()
-    if key not in SOD_DATASETS:
-        raise ConfigError(f"unknown SOD dataset {name!r}; known: {', '.join(SOD_DATASETS)}.")
-    build, splits = SOD_DATASETS[key]
-    if splits is not None and split not in splits:
-        raise ConfigError(f"unknown split {split!r} for SOD dataset {key!r}; valid splits: {', '.join(splits)}.")
-    unknown = sorted(set(options) - _COMMON - _OPTIONS[key])
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(map(repr, unknown))} for SOD dataset {key!r}; accepted: "
-                          f"{', '.join(sorted(_COMMON | _OPTIONS[key]))}.")
-    if root is None and key != "synthetic":
-        raise ConfigError(f"SOD dataset {key!r} needs a root folder; set data.root.")
-    if "folders" in options and len(options["folders"]) != 3:
-        raise ConfigError(f"option folders needs three names (visible, thermal, ground truth), got "
-                          f"{options['folders']!r}.")
-    ds = build(Path(root) if root is not None else None, split, **options)
-    ds.transform = transform
-    return ds
+    return build_from_registry(SOD_DATASETS, "SOD", name, root, split, transform, **options)
 
 
 __all__ = ["GT_THRESHOLD", "SOD_DATASETS", "SaliencyDataset", "SyntheticSaliencyDataset", "binarize_gt",

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...backbones.neck import LayerNorm2d
 from ...errors import ConfigError, InputShapeError
-from ..seg.model import LayerNorm2d
 from .decoder import CPDecoder
 
 

@@ -1,4 +1,4 @@
-"""Paired transforms for RGB-T salient object detection (SPEC.md section 9.1).
+"""Paired transforms for RGB-T salient object detection (docs/METHOD.md section 9.1).
 
 Training: joint horizontal flip (p 0.5), a random crop removing up to ``crop_border`` pixels per dimension, a joint
 rotation in [-15, 15) degrees with p 0.2, then on the visible image only brightness [0.5, 1.5], contrast [0.5, 1.5],
@@ -21,10 +21,17 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from ..errors import ConfigError
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, IR_NORMS, Normalize, RandomHorizontalFlip, SegTransform, _pair
-
-Sample = dict[str, Any]
+from ...data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PairedTransform,
+    RandomHorizontalFlip,
+    Sample,
+    build_normalize,
+    check_hflip,
+    positive_pair,
+)
+from ...errors import ConfigError
 
 
 def _mask_float(s: Sample) -> Sample:
@@ -154,10 +161,6 @@ class FloatMask:
         return "FloatMask()"
 
 
-def _as_tuple(v: float | Sequence[float] | None) -> tuple[float, ...] | None:
-    return None if v is None else (float(v),) if isinstance(v, (int, float)) else tuple(float(x) for x in v)
-
-
 def build_sod_transforms(
     train: bool,
     size: int | tuple[int, int] | None = (384, 384),
@@ -173,7 +176,7 @@ def build_sod_transforms(
     ir_std: float | Sequence[float] | None = None,
     ir_channels: int = 3,
     gt_noise: float = 0.0,
-) -> SegTransform:
+) -> PairedTransform:
     """The SOD training or evaluation pipeline (see the module docstring).
 
     Args:
@@ -195,19 +198,15 @@ def build_sod_transforms(
     Returns:
         A callable ``(sample, rng=None) -> sample`` taking the raw numpy sample of an SOD dataset.
     """
-    size = _pair(size, "size")
-    if ir_norm not in IR_NORMS:
-        raise ConfigError(f"ir_norm must be one of {IR_NORMS}, got {ir_norm!r}.")
-    if ir_channels not in (1, 3):
-        raise ConfigError(f"ir_channels must be 1 or 3, got {ir_channels!r}.")
-    if not 0.0 <= hflip <= 1.0 or not 0.0 <= rotation_p <= 1.0:
-        raise ConfigError(f"hflip and rotation_p are probabilities in [0, 1], got {hflip}, {rotation_p}.")
+    size = positive_pair(size, "size")
+    norm = build_normalize(ir_norm, ir_mean, ir_std, ir_channels, vis_mean, vis_std)
+    check_hflip(hflip)
+    if not 0.0 <= rotation_p <= 1.0:
+        raise ConfigError(f"rotation_p is a probability in [0, 1], got {rotation_p}.")
     if not 0.0 <= gt_noise < 1.0:
         raise ConfigError(f"gt_noise is a fraction in [0, 1), got {gt_noise}.")
     if crop_border < 0:
         raise ConfigError(f"crop_border must be >= 0, got {crop_border}.")
-    if ir_norm == "meanstd" and (ir_mean is None or ir_std is None):
-        raise ConfigError("ir_norm='meanstd' needs ir_mean and ir_std (in [0, 1] units).")
     steps: list[Any] = [FloatMask()]
     if train:
         if hflip > 0:
@@ -222,5 +221,5 @@ def build_sod_transforms(
         steps.append(ResizeAll(size))
     if train and gt_noise > 0:
         steps.append(MaskSaltPepper(gt_noise))
-    steps.append(Normalize(vis_mean, vis_std, ir_norm, _as_tuple(ir_mean), _as_tuple(ir_std), ir_channels))
-    return SegTransform(steps)
+    steps.append(norm)
+    return PairedTransform(steps)

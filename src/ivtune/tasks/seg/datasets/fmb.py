@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pairs import PairedSegDataset, Transform
-from ._layout import split_folder_dataset
+from ....data.pairs import Transform
+from ..dataset import PairedSegDataset
+from .split_folders import split_folder_dataset
 
 CLASSES = ("background", "road", "sidewalk", "building", "traffic_light", "traffic_sign", "vegetation", "sky",
            "person", "car", "truck", "bus", "motorcycle", "bicycle", "pole")

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ...errors import ConfigError, DataError
-from ..pairs import PairedSegDataset, Transform, default_palette
-from ._layout import read_classes_file, require_dir, split_folder_dataset
+from ....data.layout import read_classes_file, require_dir
+from ....data.pairs import Transform
+from ....errors import ConfigError, DataError
+from ..dataset import PairedSegDataset, default_palette
+from .split_folders import split_folder_dataset
 
 
 def available_splits(root: Path, vis_dir: str = "vis") -> list[str]:

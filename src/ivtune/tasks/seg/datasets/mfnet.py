@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError, DataError
-from ..io import read_mfnet_4ch
-from ..pairs import PairedSegDataset, PairRecord, Transform, condition_from_name
-from ._layout import by_name, read_split_file, require_dir
+from ....data.io import read_mfnet_4ch
+from ....data.layout import by_name, read_split_file, require_dir
+from ....data.pairs import PairRecord, Transform, condition_from_name
+from ....errors import ConfigError, DataError
+from ..dataset import PairedSegDataset
 
 CLASSES = ("unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump")
 PALETTE = [(0, 0, 0), (30, 60, 200), (220, 40, 40), (40, 180, 60), (230, 200, 40), (150, 80, 200), (80, 200, 200),

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pairs import PairedSegDataset, Transform
-from ._layout import split_folder_dataset
+from ....data.pairs import Transform
+from ..dataset import PairedSegDataset
 from .mfnet import CLASSES, PALETTE
+from .split_folders import split_folder_dataset
 
 SPLITS = ("train", "test")
 FOLDERS = ("vi", "ir", "Segmentation_labels")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pairs import PairedSegDataset, Transform
-from ._layout import split_folder_dataset
+from ....data.pairs import Transform
+from ..dataset import PairedSegDataset
+from .split_folders import split_folder_dataset
 
 CLASSES = ("background", "fire_extinguisher", "backpack", "hand_drill", "survivor")
 PALETTE = [(0, 0, 0), (230, 40, 40), (40, 80, 220), (240, 200, 30), (40, 190, 80)]

@@ -1,11 +1,36 @@
-"""Registry entry for the in-memory synthetic scenes of :mod:`ivtune.data.synthetic` (no files, ``root`` unused)."""
+"""The in-memory synthetic scenes of :mod:`ivtune.data.scenes` with their label maps (no files, ``root`` unused)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..pairs import Transform
-from ..synthetic import SyntheticSegDataset
+import numpy as np
+
+from ....data.pairs import Transform
+from ....data.scenes import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneImages, SyntheticScenes
+from ..dataset import PairedSegDataset
+
+
+class SyntheticSegDataset(SceneImages, PairedSegDataset):
+    """Synthetic pairs with their label maps; item ``i`` depends only on ``(seed, split, i)``.
+
+    Args: as :class:`ivtune.data.scenes.SyntheticScenes`, plus ``transform`` as for :class:`PairedSegDataset`.
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0, height: int = 256, width: int = 320,
+                 night_fraction: float = 0.5, fog_fraction: float = 0.0, transform: Any = None,
+                 split: str = "train") -> None:
+        self.scenes = SyntheticScenes(num_samples, seed, height, width, night_fraction, fog_fraction, split)
+        self.seed, self.split, self.height, self.width = self.scenes.seed, split, self.scenes.height, self.scenes.width
+        super().__init__(self.scenes.records, SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, 255, transform, strict=True,
+                         name=f"synthetic/{split}")
+
+    def scene(self, index: int):
+        return self.scenes.scene(index)
+
+    def read_label(self, index: int) -> np.ndarray:
+        return self.scenes.scene(index).mask
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZES = {"train": 400, "val": 100, "test": 100}
