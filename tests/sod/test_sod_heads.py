@@ -24,7 +24,7 @@ def _one_thread():
 def test_decoder_parameter_count_matches_authors(channels, expected):
     with torch.device("meta"):
         dec = CPDecoder(channels)
-    assert sum(p.numel() for p in dec.parameters()) == expected  # SPEC section 7 (Swin-L, EVA-02-L)
+    assert sum(p.numel() for p in dec.parameters()) == expected  # docs/METHOD.md section 7 (Swin-L, EVA-02-L)
 
 
 def _tiny(kind: str):

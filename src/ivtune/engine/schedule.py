@@ -1,4 +1,4 @@
-"""Learning-rate schedules by optimiser step and the AdamW parameter groups (SPEC.md section 9.2)."""
+"""Learning-rate schedules by optimiser step and the AdamW parameter groups (docs/METHOD.md section 9.2)."""
 
 from __future__ import annotations
 

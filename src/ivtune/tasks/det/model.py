@@ -1,4 +1,4 @@
-"""``DetectionModel``: IV backbone (VIS + IR) -> FPN neck -> a torchvision detector's heads (SPEC.md section 9.3).
+"""``DetectionModel``: IV backbone (VIS + IR) -> FPN neck -> a torchvision detector's heads (docs/METHOD.md section 9.3).
 
 torchvision's detectors normalise, resize and batch ONE image list in ``GeneralizedRCNNTransform``. Here the two
 images of a pair arrive already normalised by the dataset transforms, so that transform is bypassed: VIS and IR are

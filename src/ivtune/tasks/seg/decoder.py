@@ -1,4 +1,4 @@
-"""Semantic segmentation decoders over a 4-level feature pyramid (strides 4/8/16/32), SPEC.md section 9.2.
+"""Semantic segmentation decoders over a 4-level feature pyramid (strides 4/8/16/32), docs/METHOD.md section 9.2.
 
 - :class:`SegFormerHead`: the all-MLP decoder of SegFormer (Xie et al., NeurIPS 2021), the head the IV-tuning
   authors report for Swin-L and EVA-02-L.

@@ -1,4 +1,4 @@
-"""CPNet-style progressive saliency decoder with four deep-supervision outputs (SPEC.md section 9.1).
+"""CPNet-style progressive saliency decoder with four deep-supervision outputs (docs/METHOD.md section 9.1).
 
 Cross-modal fusion happens inside the IV backbone, so the decoder takes one multi-scale pyramid. From the coarsest
 level ``f1`` (/32) to the finest ``f4`` (/4), each step upsamples the running map, concatenates the next level and
@@ -88,7 +88,7 @@ class CPDecoder(nn.Module):
         if len(widths) != 4 or min(widths) <= 0 or final_width <= 0:
             raise ConfigError(f"widths must be 4 positive ints and final_width positive, got {list(widths)}, "
                               f"{final_width}.")
-        c4, c3, c2, c1 = (int(c) for c in in_channels)  # c1 is the coarsest (/32), as in SPEC 9.1
+        c4, c3, c2, c1 = (int(c) for c in in_channels)  # c1 is the coarsest (/32), as in METHOD.md 9.1
         w1, w2, w3, w4 = (int(w) for w in widths)
         self.in_channels = [c4, c3, c2, c1]
         self.cbg1 = ConvBNGELU(c1, w1)

@@ -1,6 +1,6 @@
 """``SaliencyModel``: IV backbone -> (per-level LayerNorm for Swin) -> CPNet-style decoder -> 4 saliency logit maps.
 
-SPEC.md section 9.1: the loss is the sum over the four deep-supervision outputs of binary cross-entropy and an IoU
+docs/METHOD.md section 9.1: the loss is the sum over the four deep-supervision outputs of binary cross-entropy and an IoU
 loss, with equal weights; the prediction is the sigmoid of the first (final) output.
 """
 
@@ -36,7 +36,7 @@ class SaliencyModel(nn.Module):
         backbone: an :class:`ivtune.IVBackbone` (``forward(vis, ir) -> 4 maps``, ``out_channels``).
         decoder_kwargs: arguments of :class:`CPDecoder` (``widths``, ``final_width``, ``layer_scale``).
         level_norm: a trainable LayerNorm over channels on every level before the decoder. ``None``: on for
-            hierarchical backbones (Swin stage outputs have no norm; SPEC section 8), off for ViT / EVA.
+            hierarchical backbones (Swin stage outputs have no norm; docs/METHOD.md section 8), off for ViT / EVA.
     """
 
     def __init__(self, backbone: nn.Module, decoder_kwargs: dict[str, Any] | None = None,
