@@ -22,23 +22,13 @@ from ivtune.runner import load_config
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, train
 from ivtune.tasks.seg.task import SegTask
+from tests.task_tester import logged_losses, run_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "seg" / "synthetic_tiny.yaml"
 
 
-def overrides(tmp_path: Path, *extra: str) -> list[str]:
-    return [f"train.output_dir={tmp_path}", "train.run_name=run", "train.progress_bar=false", *extra]
-
-
-def read_csv_losses(run_dir: Path) -> list[float]:
-    import csv
-
-    rows = []
-    for path in sorted(run_dir.glob("logs/version_*/metrics.csv")):
-        with open(path) as f:
-            rows += [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
-    return rows
+overrides = run_overrides
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def test_loss_goes_down_and_run_dir_complete(trained_run):
-    losses = read_csv_losses(trained_run)
+    losses = logged_losses(trained_run)
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     for rel in ("config.yaml", "dataset_info.json", "checkpoints/last.ckpt", "checkpoints/model.safetensors"):

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ivtune.config import save_config
@@ -20,26 +16,12 @@ from ivtune.data.scenes import make_scene
 from ivtune.runner import load_config
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, train
+from tests.task_tester import ddp_evaluate, logged_losses
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "sod"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core CI machine, spinning OpenMP threads slow these runs ~30x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _losses(run_dir: Path) -> list[float]:
-    rows = []
-    for path in sorted(run_dir.glob("logs/version_*/metrics.csv")):
-        with open(path) as f:
-            rows += [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +36,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_training_loss_goes_down(run_dir):
-    losses = _losses(run_dir)
+    losses = logged_losses(run_dir)
     assert len(losses) == 16
     assert np.mean(losses[-4:]) < 0.9 * np.mean(losses[:4])
     for rel in ("config.yaml", "dataset_info.json", "checkpoints/last.ckpt", "checkpoints/model.safetensors"):
@@ -122,13 +104,7 @@ def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # one-process numbers
     extra = ["data.num_samples=5", "data.eval_batch_size=2"]
     one = evaluate(run_dir, overrides=extra, out_dir=tmp_path / "one")["synthetic/test"]
-    args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
-    for o in [*extra, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:
-        args += ["--set", o]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())["synthetic/test"]
+    two = ddp_evaluate(run_dir, extra, tmp_path)["synthetic/test"]
     assert two["num_images"] == one["num_images"] == 5
     for k in ("Sm", "wFm", "maxFm", "meanEm", "MAE"):
         assert two[k] == pytest.approx(one[k], rel=1e-6), k

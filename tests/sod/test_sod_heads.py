@@ -11,15 +11,6 @@ from ivtune.tasks.sod.decoder import CPDecoder
 from ivtune.tasks.sod.model import SaliencyModel, iou_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core CI machine, spinning OpenMP threads slow these runs ~30x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("channels, expected", [([192, 384, 768, 1536], 19_228_372), ([1024] * 4, 18_398_932)])
 def test_decoder_parameter_count_matches_authors(channels, expected):
     with torch.device("meta"):

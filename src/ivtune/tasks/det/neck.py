@@ -1,6 +1,6 @@
 """The detection neck: the IV backbone's four maps -> an FPN with the extra levels the detector expects.
 
-Swin stage outputs get a trainable per-level LayerNorm first (timm's Swin has only a final norm; docs/METHOD.md section 8).
+Swin stage outputs get a trainable per-level LayerNorm first (timm's Swin has only a final norm; docs/METHOD.md 8).
 The ViT / EVA pseudo-pyramid (x4 / x2 / x1 / x0.5 of one width) is already a simple feature pyramid, so the same
 torchvision :class:`~torchvision.ops.FeaturePyramidNetwork` projects it; nothing else differs between families.
 """

@@ -32,7 +32,7 @@ class SegmentationModel(nn.Module):
         ignore_index: mask value excluded from the loss (and from metrics).
         head_kwargs: extra arguments of the named head (``embed_dim``, ``channels``, ``dropout``, ...).
         level_norm: put a trainable LayerNorm over channels on every level before the head. ``None``: on for
-            hierarchical backbones (Swin, whose stage outputs have no final norm; docs/METHOD.md section 8), off otherwise
+            hierarchical backbones (Swin, whose stage outputs have no final norm; docs/METHOD.md 8), off otherwise
             (the ViT/EVA taps share one width and scale).
     """
 

@@ -1,6 +1,6 @@
 """``SaliencyModel``: IV backbone -> (per-level LayerNorm for Swin) -> CPNet-style decoder -> 4 saliency logit maps.
 
-docs/METHOD.md section 9.1: the loss is the sum over the four deep-supervision outputs of binary cross-entropy and an IoU
+docs/METHOD.md 9.1: the loss is the sum over the four deep-supervision outputs of binary cross-entropy and an IoU
 loss, with equal weights; the prediction is the sigmoid of the first (final) output.
 """
 

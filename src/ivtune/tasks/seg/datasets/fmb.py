@@ -13,11 +13,7 @@ Terms: no licence statement found in ``JinyuanLiu-CV/SegMiF``; treat as research
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ....data.pairs import Transform
-from ..dataset import PairedSegDataset
-from .split_folders import split_folder_dataset
+from .split_folders import split_folder_builder
 
 CLASSES = ("background", "road", "sidewalk", "building", "traffic_light", "traffic_sign", "vegetation", "sky",
            "person", "car", "truck", "bus", "motorcycle", "bicycle", "pole")
@@ -28,19 +24,4 @@ PALETTE = [(0, 0, 0), (128, 64, 128), (244, 35, 232), (70, 70, 70), (250, 170, 3
 SPLITS = ("train", "test")
 FOLDERS = ("Visible", "Infrared", "Label")
 
-
-def build(
-    root: Path,
-    split: str,
-    transform: Transform | None = None,
-    *,
-    strict: bool = True,
-    with_labels: bool = True,
-    ignore_index: int = 255,
-    ir_high_depth: str = "minmax",
-) -> PairedSegDataset:
-    """FMB split ``train`` or ``test``; see the module docstring for the layout. Options as in ``mfnet.build``."""
-    return split_folder_dataset(root, split, FOLDERS, classes=CLASSES, palette=PALETTE, name="fmb",
-                                transform=transform, strict=strict, with_labels=with_labels,
-                                ignore_index=ignore_index, ir_high_depth=ir_high_depth,
-                                condition=lambda name: None)
+build = split_folder_builder("fmb", FOLDERS, CLASSES, PALETTE, conditions_in_names=False)

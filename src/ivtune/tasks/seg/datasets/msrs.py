@@ -9,28 +9,10 @@ users to cite PIAFusion. Treat as research-only.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ....data.pairs import Transform
-from ..dataset import PairedSegDataset
 from .mfnet import CLASSES, PALETTE
-from .split_folders import split_folder_dataset
+from .split_folders import split_folder_builder
 
 SPLITS = ("train", "test")
 FOLDERS = ("vi", "ir", "Segmentation_labels")
 
-
-def build(
-    root: Path,
-    split: str,
-    transform: Transform | None = None,
-    *,
-    strict: bool = True,
-    with_labels: bool = True,
-    ignore_index: int = 255,
-    ir_high_depth: str = "minmax",
-) -> PairedSegDataset:
-    """MSRS split ``train`` or ``test``; see the module docstring for the layout. Options as in ``mfnet.build``."""
-    return split_folder_dataset(root, split, FOLDERS, classes=CLASSES, palette=PALETTE, name="msrs",
-                                transform=transform, strict=strict, with_labels=with_labels,
-                                ignore_index=ignore_index, ir_high_depth=ir_high_depth)
+build = split_folder_builder("msrs", FOLDERS, CLASSES, PALETTE)

@@ -37,3 +37,21 @@ def split_folder_dataset(
         raise DataError(f"{name} split {split!r}: no images found in {vis_dir} (extensions {', '.join(IMAGE_EXTS)}).")
     return PairedSegDataset(records, classes, palette, ignore_index, transform, strict, f"{name}/{split}",
                             ir_high_depth)
+
+
+def split_folder_builder(name: str, folders: tuple[str, str, str], classes: tuple[str, ...],
+                         palette: list[tuple[int, int, int]], *, conditions_in_names: bool = True):
+    """The registry ``build`` of a dataset stored as ``root/{split}/{folders}``: its options are those of every
+    labelled segmentation dataset (``strict``, ``with_labels``, ``ignore_index``, ``ir_high_depth``)."""
+    condition = condition_from_name if conditions_in_names else (lambda _: None)
+
+    def build(root: Path, split: str, transform: Transform | None = None, *, strict: bool = True,
+              with_labels: bool = True, ignore_index: int = 255, ir_high_depth: str = "minmax") -> PairedSegDataset:
+        return split_folder_dataset(root, split, folders, classes=classes, palette=palette, name=name,
+                                    transform=transform, strict=strict, with_labels=with_labels,
+                                    ignore_index=ignore_index, ir_high_depth=ir_high_depth, condition=condition)
+
+    build.__doc__ = (f"{name} split ``train`` or ``test`` from ``ROOT/{{split}}/{{{', '.join(folders)}}}``; the "
+                     "options as in ``mfnet.build``.")
+    return build
+
