@@ -35,8 +35,9 @@ def test_config_loads(path: Path):
     assert cfg.data.train_split, "every config names its training split"
     if cfg.data.root is not None:
         assert not Path(cfg.data.root).is_absolute(), "configs carry relative placeholder roots only"
-    if "patch14" in cfg.model.backbone:
-        assert all(s % 14 == 0 for s in cfg.data.crop_size), "patch-14 inputs must be multiples of 14"
+    patch = cfg.model.timm_kwargs.get("patch_size", 14 if "patch14" in cfg.model.backbone else None)
+    if patch:  # a patch-14 name built with timm_kwargs patch_size: 16 is a patch-16 model
+        assert all(s % patch == 0 for s in cfg.data.crop_size), f"patch-{patch} inputs must be multiples of {patch}"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=_ids(CONFIGS))

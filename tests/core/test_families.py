@@ -21,7 +21,7 @@ from ..conftest import TINY
 
 
 def test_registry_is_keyed_by_exact_class():
-    assert [f.name for f in FAMILIES.values()] == ["vit", "eva", "swin"]
+    assert [f.name for f in FAMILIES.values()] == ["vit", "eva", "swin", "swinv2", "hieradet"]
     assert all(cls is f.model_cls for cls, f in FAMILIES.items())
 
     class MyViT(VisionTransformer):  # may restructure the forward: no silent match
@@ -32,7 +32,8 @@ def test_registry_is_keyed_by_exact_class():
 
     assert family_of_model(MyViT(depth=1, embed_dim=32, num_heads=1, num_classes=0)) is None
     assert recipe_for(MyBlock(32, 1)) is None and recipe_for(Block(32, 1)).family == "vit"
-    assert supported_block_names() == ["Block", "EvaBlock", "SwinTransformerBlock"]
+    assert supported_block_names() == ["Block", "EvaBlock", "SwinTransformerBlock", "SwinTransformerV2Block",
+                                       "MultiScaleBlock"]
     assert supported_families_text().startswith("vit (VisionTransformer, timm.models.vision_transformer), eva (Eva")
 
 

@@ -11,10 +11,12 @@ from torch import nn
 from ..inject.recipes import Recipe
 from .eva import EVA
 from .family import Family
+from .hiera import HIERADET
 from .swin import SWIN
+from .swinv2 import SWINV2
 from .vit import VIT
 
-FAMILIES: dict[type[nn.Module], Family] = {f.model_cls: f for f in (VIT, EVA, SWIN)}
+FAMILIES: dict[type[nn.Module], Family] = {f.model_cls: f for f in (VIT, EVA, SWIN, SWINV2, HIERADET)}
 _RECIPES: dict[type[nn.Module], Recipe] = {cls: r for f in FAMILIES.values() for cls, r in f.recipes.items()}
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from ..inject.recipes import Recipe
+from ..modules.prompt import IRPatchEmbed
 
 if TYPE_CHECKING:  # the loops take the backbone as an argument; importing it at run time would be a cycle
     from .base import IVBackbone
@@ -71,6 +72,23 @@ class Family(ABC):
     def num_prefix_tokens(self, model: nn.Module) -> int:
         """Tokens before the patch tokens (class, registers); they bypass the adapters."""
         return 0
+
+    # ------------------------------------------------------------------ input side (defaults: a timm PatchEmbed)
+    def patch_size(self, model: nn.Module) -> tuple[int, int]:
+        """Stride of the visible patch embedding: the token grid is (H / p_h, W / p_w)."""
+        return tuple(model.patch_embed.patch_size)
+
+    def input_multiple(self, model: nn.Module) -> tuple[tuple[int, int], str]:
+        """What the input height and width must be multiples of, and what imposes it (named in the error)."""
+        ph, pw = self.patch_size(model)
+        return (ph, pw), f"the patch size {ph}x{pw}"
+
+    def ir_patch_embed(self, model: nn.Module) -> nn.Module:
+        """A new IR patch embedding with the visible one's geometry, NHWC output (docs/METHOD.md section 3.8)."""
+        embed = model.patch_embed
+        has_norm = not isinstance(getattr(embed, "norm", nn.Identity()), nn.Identity)
+        norm_eps = getattr(embed.norm, "eps", 1e-5) if has_norm else 1e-5
+        return IRPatchEmbed(embed.proj.out_channels, self.patch_size(model), norm=has_norm, norm_eps=norm_eps)
 
     @staticmethod
     def _indices_in_range(out_indices: Sequence[int], n: int, what: str) -> list[int]:
