@@ -6,7 +6,8 @@ geometry, prefix tokens, the forward loop) is asked of its :class:`~ivtune.backb
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,11 +17,40 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputShapeError, UnsupportedModelError
 from ..inject.recipes import Recipe
 from ..inject.wrappers import BlockWrapper
-from ..modules.prompt import IRPatchEmbed, PromptStem
+from ..modules.prompt import PromptStem
 from .families import recipe_for, supported_block_names
 from .family import Family
 
 BlockWrapperFactory = Callable[[nn.Module, Recipe, int], BlockWrapper]  # (block, recipe, dim) -> wrapper
+
+
+# Regional compilation: one compiled function that runs *any* block, so that dynamo compiles each distinct block
+# variant once (parameters are graph inputs) and a deeper model costs no more compile time. Separate functions for
+# training and for CUDA-graph inference, because dynamo caches compiled code per function (code object).
+def _call_block(blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    return blk(x, **kwargs)
+
+
+def _call_block_checkpointed(blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    # checkpoint inside the compiled region: dynamo turns it into recomputation of the compiled graph
+    return checkpoint(blk, x, use_reentrant=False, **kwargs)
+
+
+def _call_block_graphs(blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    return blk(x, **kwargs)
+
+
+_COMPILED: dict[tuple[str, str], Callable[..., torch.Tensor]] = {}
+
+
+def _compiled(kind: str, options: dict[str, Any], key: str) -> Callable[..., torch.Tensor]:
+    """The compiled block runner of ``kind`` (``train``, ``checkpoint`` or ``graphs``) for ``options`` (whose
+    ``repr`` is ``key``), cached per process: a backbone keeps only its options, so it still pickles and copies."""
+    if (kind, key) not in _COMPILED:
+        fn = {"train": _call_block, "checkpoint": _call_block_checkpointed, "graphs": _call_block_graphs}[kind]
+        opts = {**options, "mode": "reduce-overhead"} if kind == "graphs" else options
+        _COMPILED[kind, key] = torch.compile(fn, **opts)
+    return _COMPILED[kind, key]
 
 
 class IVBackbone(nn.Module):
@@ -55,20 +85,19 @@ class IVBackbone(nn.Module):
         super().__init__()
         self.family = family
         self.grad_checkpointing = False
+        self.compile_options: dict[str, Any] | None = None  # set by compile(); None: eager blocks
+        self.cuda_graphs = False
         self.build_config: dict[str, Any] = {}  # filled by the builder; written into adapter_config.json
         self.out_indices = family.check_out_indices(model, out_indices)
         self._check_blocks(model, family)  # validate everything before mutating the model
         if block_wrapper is not None and not ir_input:
             raise UnsupportedModelError("block wrappers need the internal prompt, which comes from the IR input")
 
-        embed = model.patch_embed
-        dim = embed.proj.out_channels
-        self.patch_size = tuple(embed.patch_size)
+        dim = model.patch_embed.proj.out_channels
+        self.patch_size = family.patch_size(model)
         self.num_prefix_tokens = family.num_prefix_tokens(model)
-        has_norm = not isinstance(getattr(embed, "norm", nn.Identity()), nn.Identity)
-        norm_eps = getattr(embed.norm, "eps", 1e-5) if has_norm else 1e-5
         self.ir_input = ir_input
-        self.ir_patch_embed = IRPatchEmbed(dim, self.patch_size, norm=has_norm, norm_eps=norm_eps) if ir_input else None
+        self.ir_patch_embed = family.ir_patch_embed(model) if ir_input else None  # same geometry as the visible one
         self.prompt_stem = PromptStem(dim, empg_hidden) if ir_input else None
         self.model = model
         self.has_adapters = block_wrapper is not None
@@ -81,7 +110,7 @@ class IVBackbone(nn.Module):
     # ------------------------------------------------------------------ construction checks
     @staticmethod
     def _block_dim(blk: nn.Module) -> int:
-        norm = blk.norm1
+        norm = blk.norm2  # the width after the attention residual: Hiera's stage-entry blocks widen the stream
         return int(norm.normalized_shape[0])
 
     @staticmethod
@@ -120,6 +149,65 @@ class IVBackbone(nn.Module):
         """Recompute block activations in backward (frozen and adapter parts alike) to save memory."""
         self.grad_checkpointing = enable
 
+    def compile(self, *, cuda_graphs: bool = True, max_sizes: int = 4, **options: Any) -> IVBackbone:
+        """Regional compilation: every block runs through ``torch.compile``, the rest of the forward stays eager.
+
+        Dynamo compiles one graph per distinct block variant (one for all ViT / EVA blocks; Swin: per stage and
+        window shift), each in train and in eval mode and per input size, so compile time does not grow with depth.
+        Inside a block there is no graph break (tests/core/test_compile.py); the blocks then prepare their own
+        adapter weights inside the graph instead of once per stack (the compiler fuses those small ops anyway).
+        Works with bf16 autocast, gradient checkpointing (recomputation of the compiled graph) and DDP (only
+        submodules are compiled, so DDP needs no compiled-optimizer support).
+
+        Args:
+            cuda_graphs: inference without gradients on a CUDA device (``eval`` / ``predict``) replays the blocks as
+                CUDA graphs (``mode="reduce-overhead"``); a new input size records new graphs, so this suits
+                fixed-size inference. Elsewhere (CPU, training) the blocks run compiled without graphs; on a CPU the
+                first such forward says so once.
+            max_sizes: input sizes to compile for ("size buckets" under multi-scale training): dynamo's recompile
+                limit is raised to ``16 * max_sizes`` graphs per block runner; beyond it, new variants run eagerly.
+            **options: passed to ``torch.compile`` (``backend``, ``mode``, ``dynamic``, ``fullgraph``, ...).
+
+        Returns:
+            self (compiled in place, like ``nn.Module.compile``); every IV backbone inside it (the dual-branch
+            baseline's IR branch) is compiled the same way.
+        """
+        import torch._dynamo
+
+        limit = 16 * max_sizes
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+        # static shapes: each stage / size is its own small graph. Dynamo's default (sizes made symbolic after the
+        # first mismatch) would trace every Swin stage symbolically, ~10x slower to compile for no fewer graphs
+        options = {"dynamic": False, **options}
+        for m in self.modules():
+            if isinstance(m, IVBackbone):
+                m.compile_options = dict(options)
+                m.cuda_graphs = cuda_graphs
+                m._graphs_fallback_said = False
+                m._compile_key = repr(sorted(options.items()))
+        return self
+
+    def _block_runner(self, x: torch.Tensor) -> Callable[..., torch.Tensor] | None:
+        """The compiled runner for this block call (None: eager)."""
+        if self.compile_options is None:
+            return None
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            kind = "checkpoint"
+        elif self.cuda_graphs and not torch.is_grad_enabled() and x.is_cuda:
+            kind = "graphs"
+        else:
+            kind = "train"
+            if self.cuda_graphs and not torch.is_grad_enabled():
+                self._say_graphs_fallback(x.device)
+        return _compiled(kind, self.compile_options, self.__dict__.get("_compile_key", ""))
+
+    def _say_graphs_fallback(self, device: torch.device) -> None:
+        if not self.__dict__.get("_graphs_fallback_said", False):
+            self._graphs_fallback_said = True
+            warnings.warn(
+                f"compile(cuda_graphs=True): CUDA graphs need a CUDA device; inference on {device.type} runs the "
+                "compiled blocks without them (pass cuda_graphs=False to silence this).", UserWarning, stacklevel=5)
+
     def train(self, mode: bool = True) -> IVBackbone:
         super().train(mode)
         # a frozen BatchNorm must keep its running statistics; adapters' BNs (trainable) run in train mode
@@ -131,8 +219,8 @@ class IVBackbone(nn.Module):
     # ------------------------------------------------------------------ forward
     @property
     def input_multiple(self) -> int:
-        """Input height and width must be multiples of this (the patch size)."""
-        return max(self.patch_size)
+        """Input height and width must be multiples of this (the patch size; Hiera: patch stride x window)."""
+        return max(self.family.input_multiple(self.model)[0])
 
     def check_inputs(self, vis: torch.Tensor, ir: torch.Tensor) -> None:
         """Raise :class:`InputShapeError` with the shapes and the fix instead of a stack trace from inside timm."""
@@ -164,11 +252,11 @@ class IVBackbone(nn.Module):
                 f"{tuple(ir.shape[-2:])}. Resize or crop the IR image to the visible image before batching."
             )
         h, w = vis.shape[-2:]
-        ph, pw = self.patch_size
+        (ph, pw), what = self.family.input_multiple(self.model)
         if h % ph or w % pw:
             th, tw = -(-h // ph) * ph, -(-w // pw) * pw
             raise InputShapeError(
-                f"Input {h}x{w} is not a multiple of the patch size {ph}x{pw} "
+                f"Input {h}x{w} is not a multiple of {what} "
                 f"({self.build_config.get('name', type(self.model).__name__)}). Pad to {th}x{tw} "
                 "(e.g. torch.nn.functional.pad) or resize."
             )
@@ -185,6 +273,8 @@ class IVBackbone(nn.Module):
         self.check_inputs(vis, ir)
         if ir.shape[1] == 1:
             ir = ir.expand(-1, 3, -1, -1)  # the authors repeat grey thermal images to 3 channels
+        if self.cuda_graphs and self.compile_options is not None and vis.is_cuda and not torch.is_grad_enabled():
+            torch.compiler.cudagraph_mark_step_begin()  # a new forward: the previous one's graph outputs are free
         return self.family.forward(self, vis, ir)
 
     # ------------------------------------------------------------------ called by the family loops
@@ -195,10 +285,32 @@ class IVBackbone(nn.Module):
         ir_tokens = self.ir_patch_embed(ir).flatten(1, 2)
         return self.prompt_stem(vis_tokens, ir_tokens, hw)
 
+    def prepare_blocks(
+        self, blocks: Sequence[nn.Module], z: torch.Tensor | None = None, hw: tuple[int, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Extra :meth:`run_block` keywords for ``blocks``, which the loop then runs in this order.
+
+        Block wrappers prepare their parameters for a whole stack at once (:meth:`BlockWrapper.prepare_group`):
+        one op per parameter kind instead of several per block. ``z``: the internal prompt when it is the same for
+        all of ``blocks`` (a Swin stage), so that their prompts are computed together; it is not used under
+        gradient checkpointing, where each block recomputes its own prompts (their activations are not kept).
+        """
+        blocks = list(blocks)
+        first = blocks[0] if blocks else None
+        if (self.compile_options is not None or not isinstance(first, BlockWrapper)
+                or any(type(b) is not type(first) for b in blocks)):
+            return [{} for _ in blocks]  # compiled blocks prepare themselves, inside their graph
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            z = None
+        return type(first).prepare_group(blocks, z=z, hw=hw)
+
     def run_block(self, blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Run one (wrapped or plain) block, with gradient checkpointing when enabled."""
         if not self.has_adapters:  # the plain timm block does not take the IV-tuning arguments
             kwargs = {k: v for k, v in kwargs.items() if k not in ("z", "hw", "num_prefix_tokens")}
+        runner = self._block_runner(x) if self.compile_options is not None else None
+        if runner is not None:
+            return runner(blk, x, **kwargs)
         if self.grad_checkpointing and torch.is_grad_enabled():
             # keyword arguments only: the authors' positional call put the position bias into the prompt slot
             return checkpoint(blk, x, use_reentrant=False, **kwargs)

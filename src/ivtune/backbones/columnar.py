@@ -81,8 +81,11 @@ class ColumnarFamily(Family):
         z = p0
         taps = []
         last = max(backbone.out_indices)
-        for i, blk in enumerate(m.blocks[: last + 1]):
-            x = backbone.run_block(blk, x, z=z, hw=hw, num_prefix_tokens=npt, **self.block_kwargs(m, state, i))
+        blocks = m.blocks[: last + 1]
+        extras = backbone.prepare_blocks(blocks)  # every block's adapters prepared at once (z differs per block)
+        for i, blk in enumerate(blocks):
+            x = backbone.run_block(blk, x, z=z, hw=hw, num_prefix_tokens=npt, **extras[i],
+                                   **self.block_kwargs(m, state, i))
             z = x[:, npt:]  # this block's patch tokens are the next block's internal prompt
             if i in backbone.out_indices:
                 taps.append((i, z))

@@ -7,9 +7,13 @@ requires (``IVBackbone.input_multiple``) without resizing it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import InputShapeError
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -38,3 +42,29 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+def wants_level_norm(backbone: nn.Module, level_norm: bool | None) -> bool:
+    """``level_norm``, or when None: on for hierarchical backbones (Swin stage outputs have no norm of their own;
+    docs/METHOD.md section 8), off for ViT / EVA, whose taps are already normalised."""
+    if level_norm is not None:
+        return bool(level_norm)
+    return bool(getattr(getattr(backbone, "family", None), "hierarchical", False))
+
+
+class LevelNorms(nn.ModuleList):
+    """One trainable :class:`LayerNorm2d` per backbone level, applied level by level.
+
+    A ``ModuleList`` (state-dict keys ``0.weight``, ``1.weight`` ...), so heads that held a plain list of norms keep
+    their checkpoint keys.
+    """
+
+    def __init__(self, channels: Sequence[int]) -> None:
+        super().__init__(LayerNorm2d(int(c)) for c in channels)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if len(feats) != len(self):
+            raise InputShapeError(f"the backbone returned {len(feats)} maps but there are {len(self)} level norms "
+                                  f"(channels {[n.normalized_shape[0] for n in self]}).")
+        return [norm(f) for norm, f in zip(self, feats, strict=True)]
+

@@ -62,9 +62,11 @@ class SwinFamily(Family):
             b, h, w, c = x.shape
             t = x.reshape(b, h * w, c)
             z = p0 if s == 0 else t
-            for blk in stage.blocks:
-                if backbone.has_adapters:
-                    t = backbone.run_block(blk, t, z=z, hw=(h, w))
+            # z is fixed for the stage: its blocks' prompts are computed together, at the stage start
+            extras = backbone.prepare_blocks(stage.blocks, z=z, hw=(h, w)) if backbone.has_adapters else None
+            for i, blk in enumerate(stage.blocks):
+                if extras is not None:
+                    t = backbone.run_block(blk, t, z=z, hw=(h, w), **extras[i])
                 else:  # the plain timm block takes the NHWC grid
                     t = backbone.run_block(blk, t.reshape(b, h, w, c)).reshape(b, h * w, c)
             x = t.reshape(b, h, w, c)

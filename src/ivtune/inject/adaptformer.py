@@ -6,8 +6,6 @@ residual comes from the block's recipe, so no timm code is restated here.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -45,17 +43,7 @@ class AdaptFormerBlock(BlockWrapper):
         self.recipe = recipe
         self.adapter = ParallelAdapter(dim, bottleneck, scale)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        z: torch.Tensor | None = None,
-        hw: tuple[int, int],
-        num_prefix_tokens: int = 0,
-        **block_kwargs: Any,
-    ) -> torch.Tensor:
-        """x: (B, P + h*w, C) -> same shape; ``z`` is not used."""
-        x = self.recipe.attn(self.block, x, hw, **block_kwargs)
+    def mlp_residual(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         # norm2 runs twice (here and in the recipe): the price of not restating the block's MLP residual
         return self.recipe.mlp(self.block, x, hw) + self.adapter(self.block.norm2(x))
 

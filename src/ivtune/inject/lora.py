@@ -8,7 +8,6 @@ output projection of the block's attention for LoRA layers and runs the block th
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,18 +96,7 @@ class LoRABlock(BlockWrapper):
         self.recipe = recipe
         self.targets = tuple(targets)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        z: torch.Tensor | None = None,
-        hw: tuple[int, int],
-        num_prefix_tokens: int = 0,
-        **block_kwargs: Any,
-    ) -> torch.Tensor:
-        """x: (B, P + h*w, C) -> same shape; ``z`` is not used."""
-        x = self.recipe.attn(self.block, x, hw, **block_kwargs)
-        return self.recipe.mlp(self.block, x, hw)
+    # forward: BlockWrapper's (the block's own residuals; its attention's projections are the LoRA-wrapped ones)
 
     def iv_modules(self) -> list[nn.Module]:
         return [getattr(self.block.attn, n).lora for n in self.targets]

@@ -63,8 +63,7 @@ class VPTBlock(BlockWrapper):
             rope = torch.cat([torch.cat([sin.new_zeros(shape), sin], -2), torch.cat([cos.new_ones(shape), cos], -2)],
                              -1)
             block_kwargs["rope"] = rope
-        x = self.recipe.attn(self.block, x, hw, **block_kwargs)
-        x = self.recipe.mlp(self.block, x, hw)
+        x = super().forward(x, hw=hw, **block_kwargs)
         return torch.cat([x[:, :p], x[:, p + n:]], dim=1)
 
     def iv_modules(self) -> list[nn.Module]:
