@@ -13,13 +13,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...data.layout import IMAGE_EXTS, index_dir, read_classes_file, read_split_file, require_dir
 from ...data.pairs import condition_from_name
 from ...data.registry import DatasetEntry, build_from_registry
 from ...data.scenes import SYNTHETIC_CLASSES, SceneImages, SyntheticScenes
 from ...errors import ConfigError, DataError
-from .dataset import DetRecord, DetTransform, PairedDetDataset
+from .dataset import DetRecord, DetTransform, PairedDetDataset, sanitize_boxes
 from .formats import KAIST_SETTINGS, RawBoxes, parse_coco, parse_kaist, parse_pixel_boxes, parse_voc, parse_yolo
+from .kaist import DEFAULT_PROTOCOL, MissRateProtocol, get_protocol
+from .kaist_files import kaist_condition
 
 M3FD_CLASSES = ("People", "Car", "Bus", "Motorcycle", "Lamp", "Truck")
 FLIR_CLASSES = ("person", "car", "bicycle")
@@ -55,9 +59,38 @@ def _lazy(parser: Callable[[str], RawBoxes]) -> Callable[[DetRecord], RawBoxes]:
     return lambda rec: parser(rec.ann_path)
 
 
-def _opt(path: Path) -> str | None:
-    """An optional label file: its path when it exists, else None (the image is a negative)."""
-    return str(path) if path.is_file() else None
+def _label_files(lab_dir: Path, *image_dirs: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """``stem -> file`` of the txt label files in ``lab_dir`` (``.txt`` in any case: ``A.TXT`` is ``A``'s label),
+    and ``(path, why)`` for those whose stem no image in ``image_dirs`` has (the dataset reports them as unused).
+
+    An image without a label file is a negative; two label files for one stem (``a.txt`` and ``a.TXT``) are an
+    error, since which one is meant cannot be guessed.
+    """
+    found: dict[str, str] = {}
+    for p in sorted(lab_dir.iterdir()) if lab_dir.is_dir() else []:
+        if p.is_file() and p.suffix.lower() == ".txt":
+            if p.stem in found:
+                raise DataError(f"Two label files share the stem {p.stem!r} in {lab_dir}: {Path(found[p.stem]).name} "
+                                f"and {p.name}. Keep one of them.")
+            found[p.stem] = str(p)
+    stems = set().union(*(index_dir(d) for d in image_dirs))
+    unused = [(path, "label file of no image (no visible or infrared image has this name); not used")
+              for stem, path in sorted(found.items()) if stem not in stems and stem != "classes"]
+    return found, unused
+
+
+def _with_unused(ds: PairedDetDataset, unused: list[tuple[str, str]]) -> PairedDetDataset:
+    ds.unused_inputs += unused
+    return ds
+
+
+def _check_class_names(names: Sequence[str], where: str) -> None:
+    """A class list must name each class once (two classes of one name cannot both be meant)."""
+    lowered = [n.strip().lower() for n in names]
+    dup = sorted({n for n in names if lowered.count(n.strip().lower()) > 1})
+    if dup or any(not n for n in lowered):
+        what = f"names {dup} more than once" if dup else "an empty name"
+        raise DataError(f"{where} lists {what}: {list(names)}. Give each class one distinct name.")
 
 
 def _missing_ann_ok(parser: Callable[[str], RawBoxes]) -> Callable[[DetRecord], RawBoxes]:
@@ -70,17 +103,34 @@ def _missing_ann_ok(parser: Callable[[str], RawBoxes]) -> Callable[[DetRecord], 
 
 
 def _coco_records(images_vis: Callable[[str], tuple[str, str, str]], json_path: Path, classes: Sequence[str],
-                  aliases: dict[str, str] | None = None) -> list[DetRecord]:
-    """Records from a COCO json; ``images_vis(file_name) -> (name, vis_path, ir_path)``."""
+                  aliases: dict[str, str] | None = None, unused: list[tuple[str, str]] | None = None
+                  ) -> list[DetRecord]:
+    """Records from a COCO json; ``images_vis(file_name) -> (name, vis_path, ir_path)``.
+
+    ``unused`` gets what the json holds that no record uses: annotations of images not in ``images``, and the
+    second entries of pairs listed twice (FLIR-style files list both images of a pair; the first entry is kept).
+    """
     out = []
     seen: dict[str, int] = {}
-    for img in parse_coco(json_path, classes, aliases):
+    notes: list[tuple[str, str]] = []
+    repeated, repeated_boxes = [], 0
+    for img in parse_coco(json_path, classes, aliases, notes):
         name, vis, ir = images_vis(img.file_name)
         if name in seen:
-            continue  # FLIR-style json may list both images of a pair; keep the first entry
+            repeated.append(img.file_name)
+            repeated_boxes += len(img.boxes)
+            continue
         seen[name] = img.image_id
         out.append(DetRecord(name, vis, ir, str(json_path), condition_from_name(name, {}), img.image_id, img.size,
                              img.boxes))
+    if repeated:
+        notes.append((str(json_path), f"{len(repeated)} image entr{'y' if len(repeated) == 1 else 'ies'} name a pair "
+                      f"already listed (e.g. {repeated[0]}); the first entry of each pair is used, the "
+                      f"{repeated_boxes} box(es) of the repeated entries are not"))
+    if unused is not None:
+        unused += notes
+    elif notes:
+        raise DataError(f"{json_path}: " + "; ".join(why for _, why in notes))
     return out
 
 
@@ -116,10 +166,11 @@ def build_m3fd(root: Path, split: str, transform: DetTransform | None = None, *,
                                 f"split files once with: ivtune data split {root} --dataset m3fd (or use split "
                                 "'all').")
             stems = read_split_file(split_file)
-        records = [DetRecord(s, v, i, _opt(lab_dir / f"{s}.txt"))
-                   for s, v, i in _pairs_from_dirs(vis_dir, ir_dir, stems)]
-        return PairedDetDataset(records, M3FD_CLASSES, transform, strict, f"m3fd/{split}",
-                                _missing_ann_ok(lambda p: parse_yolo(p, M3FD_CLASSES)), ir_high_depth)
+        labels, unused = _label_files(lab_dir, vis_dir, ir_dir)
+        records = [DetRecord(s, v, i, labels.get(s)) for s, v, i in _pairs_from_dirs(vis_dir, ir_dir, stems)]
+        return _with_unused(PairedDetDataset(records, M3FD_CLASSES, transform, strict, f"m3fd/{split}",
+                                             _missing_ann_ok(lambda p: parse_yolo(p, M3FD_CLASSES)), ir_high_depth),
+                            unused)
     if format == "coco":
         base = require_dir(root / split, f"M3FD split {split!r}")
         vis_dir, ir_dir = require_dir(base / "vi", "M3FD visible"), require_dir(base / "ir", "M3FD infrared")
@@ -130,8 +181,10 @@ def build_m3fd(root: Path, split: str, transform: DetTransform | None = None, *,
             stem = Path(file_name).stem
             return stem, _find_image(vis_dir, stem, vi_idx), _find_image(ir_dir, stem, ir_idx)
 
-        return PairedDetDataset(_coco_records(paths, json_path, M3FD_CLASSES), M3FD_CLASSES, transform, strict,
-                                f"m3fd/{split}", ir_high_depth=ir_high_depth)
+        unused: list[tuple[str, str]] = []
+        return _with_unused(PairedDetDataset(_coco_records(paths, json_path, M3FD_CLASSES, unused=unused),
+                                             M3FD_CLASSES, transform, strict, f"m3fd/{split}",
+                                             ir_high_depth=ir_high_depth), unused)
     raise ConfigError(f"m3fd format must be 'yolo' or 'coco', got {format!r}.")
 
 
@@ -161,9 +214,12 @@ def build_llvip(root: Path, split: str, transform: DetTransform | None = None, *
             stem = Path(file_name).stem
             return stem, _find_image(vis_dir, stem, vi_idx), _find_image(ir_dir, stem, ir_idx)
 
+        unused: list[tuple[str, str]] = []
         recs = [DetRecord(r.name, r.vis_path, r.ir_path, r.ann_path, "night", r.image_id, r.size, r.boxes)
-                for r in _coco_records(paths, root / (ann_file or f"annotations/{split}.json"), LLVIP_CLASSES)]
-        return PairedDetDataset(recs, LLVIP_CLASSES, transform, strict, f"llvip/{split}", ir_high_depth=ir_high_depth)
+                for r in _coco_records(paths, root / (ann_file or f"annotations/{split}.json"), LLVIP_CLASSES,
+                                       unused=unused)]
+        return _with_unused(PairedDetDataset(recs, LLVIP_CLASSES, transform, strict, f"llvip/{split}",
+                                             ir_high_depth=ir_high_depth), unused)
     raise ConfigError(f"llvip format must be 'voc' or 'coco', got {format!r}.")
 
 
@@ -206,31 +262,75 @@ def build_flir_aligned(root: Path, split: str, transform: DetTransform | None = 
         key = flir_key(file_name)
         return (key, _find_image(img_dir, key + FLIR_VIS_SUFFIX, idx), _find_image(img_dir, key + FLIR_IR_SUFFIX, idx))
 
-    return PairedDetDataset(_coco_records(paths, json_path, FLIR_CLASSES), FLIR_CLASSES, transform, strict,
-                            f"flir_aligned/{split}", ir_high_depth=ir_high_depth)
+    unused: list[tuple[str, str]] = []
+    return _with_unused(PairedDetDataset(_coco_records(paths, json_path, FLIR_CLASSES, unused=unused), FLIR_CLASSES,
+                                         transform, strict, f"flir_aligned/{split}", ir_high_depth=ir_high_depth),
+                        unused)
 
 
 # ---------------------------------------------------------------------------------------------------------- KAIST
-def kaist_condition(name: str) -> str | None:
-    """Day / night from the KAIST set number: sets 00-02 and 06-08 are day, 03-05 and 09-11 night."""
-    m = re.search(r"set(\d\d)", name)
-    if not m:
-        return None
-    return "day" if int(m.group(1)) in (0, 1, 2, 6, 7, 8) else "night"
+def _kept_boxes(raw: RawBoxes, size: tuple[int, int] | None) -> np.ndarray:
+    """Indices into ``raw`` of the boxes :func:`sanitize_boxes` keeps (it drops zero-area ones), in order."""
+    index = RawBoxes(raw.xyxy, np.arange(len(raw), dtype=np.int64), raw.ignore, raw.normalized)
+    return sanitize_boxes(index, size).labels  # the labels carried through are the row indices
+
+
+class KaistDetDataset(PairedDetDataset):
+    """KAIST pairs; :meth:`to_coco` also carries what the miss-rate protocol needs (docs/METHOD.md section 9.4).
+
+    Attributes:
+        protocol: the evaluation protocol (``data.kaist_protocol``), a :class:`ivtune.tasks.det.kaist.MissRateProtocol`.
+    """
+
+    def __init__(self, records: Sequence[DetRecord], transform: DetTransform | None, strict: bool, name: str,
+                 read_annotation: Callable[[DetRecord], RawBoxes], ir_high_depth: str,
+                 protocol: MissRateProtocol) -> None:
+        self.protocol = protocol
+        super().__init__(records, KAIST_CLASSES, transform, strict, name, read_annotation, ir_high_depth)
+
+    def to_coco(self) -> dict[str, Any]:
+        """:meth:`PairedDetDataset.to_coco` (``iscrowd`` = the training ignore regions, for COCO AP) plus, per
+        annotation, the raw KAIST facts: ``kaist_category`` (person, people, person?, cyclist), ``height`` (as
+        annotated), ``occlusion`` (0 / 1 / 2) and ``kaist_ignore`` (the file's ``ign`` flag); and at the top
+        ``miss_rate_protocol`` (the protocol's name). The boxes are the clipped ones training sees; clipping never
+        changes a kaist-* decision (a box reaching past the image also crosses the 5 px border)."""
+        coco = super().to_coco()
+        anns: dict[int, list[dict[str, Any]]] = {}
+        for a in coco["annotations"]:
+            anns.setdefault(a["image_id"], []).append(a)
+        for i, rec in enumerate(self.records):
+            raw = self.raw_annotation(i)
+            for a, k in zip(anns.get(rec.image_id, []), _kept_boxes(raw, self.annotation(i).size).tolist(),
+                            strict=True):
+                a.update(kaist_category=str(raw.categories[k]), height=float(raw.heights[k]),
+                         occlusion=int(raw.occlusion[k]), kaist_ignore=int(raw.flagged[k]))
+        coco["miss_rate_protocol"] = self.protocol.name
+        return coco
 
 
 def build_kaist(root: Path, split: str, transform: DetTransform | None = None, *, strict: bool = True,
-                list_file: str | None = None, ann_dir: str = "annotations", kaist_setting: str = "reasonable",
-                kaist_min_height: float = 50.0, ir_high_depth: str = "minmax") -> PairedDetDataset:
+                list_file: str | None = None, ann_dir: str = "annotations", kaist_protocol: str = DEFAULT_PROTOCOL,
+                kaist_setting: str = "reasonable", kaist_min_height: float | None = None,
+                ir_high_depth: str = "minmax") -> KaistDetDataset:
     """KAIST multispectral pedestrians (CVPR 2015), 1 class person.
 
     Images ``root/setXX/VYYY/{visible, lwir}/IZZZZZ.jpg``; the split is a list file (``list_file``, else
     ``root/{split}.txt`` or ``root/imageSets/{split}.txt``) of relative stems such as ``set06/V000/I00019`` or
     ``set06_V000_I00019``. Annotations (bbGt v3 txt, original or improved / sanitized) at
     ``root/{ann_dir}/setXX/VYYY/IZZZZZ.txt`` or flattened ``root/{ann_dir}/setXX_VYYY_IZZZZZ.txt``.
-    ``kaist_setting`` (``reasonable`` | ``all``) and ``kaist_min_height`` decide the ignore regions (see
-    :func:`ivtune.data.det.formats.parse_kaist`).
+
+    Args:
+        kaist_protocol: the miss-rate protocol of evaluation (``kaist-reasonable``, ``kaist-all``,
+            ``caltech-reasonable``; docs/METHOD.md section 9.4), applied to the raw annotations at evaluation.
+        kaist_setting: training ignore regions: ``reasonable`` = every box that is not a target of
+            ``kaist_protocol``; ``all`` = only people / person? / cyclist and ``ign`` boxes (see
+            :func:`ivtune.tasks.det.formats.parse_kaist`).
+        kaist_min_height: overrides the protocol's height threshold in the training rule only (None: the
+            protocol's; earlier ivtune versions used 50).
     """
+    protocol = get_protocol(kaist_protocol)
+    if kaist_setting not in KAIST_SETTINGS:
+        raise ConfigError(f"kaist_setting must be one of {KAIST_SETTINGS}, got {kaist_setting!r}.")
     if list_file is not None:
         lf = root / list_file
     else:
@@ -249,10 +349,8 @@ def build_kaist(root: Path, split: str, transform: DetTransform | None = None, *
         ann = nested if nested.is_file() or not flat.is_file() else flat
         records.append(DetRecord(name, _find_image(seq / "visible", frame), _find_image(seq / "lwir", frame),
                                  str(ann), kaist_condition(name)))
-    if kaist_setting not in KAIST_SETTINGS:
-        raise ConfigError(f"kaist_setting must be one of {KAIST_SETTINGS}, got {kaist_setting!r}.")
-    read = _lazy(lambda p: parse_kaist(p, kaist_setting, kaist_min_height))
-    return PairedDetDataset(records, KAIST_CLASSES, transform, strict, f"kaist/{split}", read, ir_high_depth)
+    read = _lazy(lambda p: parse_kaist(p, kaist_setting, kaist_min_height, protocol))
+    return KaistDetDataset(records, transform, strict, f"kaist/{split}", read, ir_high_depth, protocol)
 
 
 # ---------------------------------------------------------------------------------------------------------- MSRS
@@ -274,10 +372,12 @@ def build_msrs_det(root: Path, split: str, transform: DetTransform | None = None
     lab_dir = require_dir(base / "labels" / annotation, f"msrs_det {annotation} labels")
     cfile = next((p for p in (base / "classes.txt", root / "classes.txt") if p.is_file()), None)
     classes = tuple(read_classes_file(cfile)) if cfile is not None else MSRS_DET_CLASSES
-    records = [DetRecord(s, v, i, _opt(lab_dir / f"{s}.txt"), condition_from_name(s))
+    _check_class_names(classes, str(cfile or "the msrs_det class list"))
+    labels, unused = _label_files(lab_dir, vis_dir, ir_dir)
+    records = [DetRecord(s, v, i, labels.get(s), condition_from_name(s))
                for s, v, i in _pairs_from_dirs(vis_dir, ir_dir)]
-    return PairedDetDataset(records, classes, transform, strict, f"msrs_det/{split}/{annotation}",
-                            _missing_ann_ok(lambda p: parse_yolo(p, classes)), ir_high_depth)
+    return _with_unused(PairedDetDataset(records, classes, transform, strict, f"msrs_det/{split}/{annotation}",
+                                         _missing_ann_ok(lambda p: parse_yolo(p, classes)), ir_high_depth), unused)
 
 
 # ---------------------------------------------------------------------------------------------------------- folders
@@ -299,17 +399,23 @@ def build_folders(root: Path, split: str, transform: DetTransform | None = None,
     if not cpath.is_file():
         raise DataError(f"No class list: write {cpath} (one 'index name' per line, class 0 first).")
     file_classes = read_classes_file(cpath)
+    _check_class_names(file_classes, str(cpath))
     if classes is None:
         classes = SYNTHETIC_DET_CLASSES if (root / "synthetic.json").is_file() else tuple(file_classes)
     classes = tuple(classes)
+    _check_class_names(classes, "data.classes")
+    if absent := [n for n in classes if n not in file_classes]:
+        raise ConfigError(f"data.classes names {absent}, which {cpath} does not list ({', '.join(file_classes)}): "
+                          "no box could ever have that class. Use names from the file.")
     id_map = {k: classes.index(n) for k, n in enumerate(file_classes) if n in classes}
     base = root / split
     bdir = base / box_dir
     vdir, idir = require_dir(base / vis_dir, "folders visible"), require_dir(base / ir_dir, "folders infrared")
-    records = [DetRecord(s, v, i, _opt(bdir / f"{s}.txt"), condition_from_name(s))
-               for s, v, i in _pairs_from_dirs(vdir, idir)]
-    return PairedDetDataset(records, classes, transform, strict, f"folders/{split}",
-                            _missing_ann_ok(lambda p: parse_pixel_boxes(p, classes, id_map)), ir_high_depth)
+    labels, unused = _label_files(bdir, vdir, idir)
+    records = [DetRecord(s, v, i, labels.get(s), condition_from_name(s)) for s, v, i in _pairs_from_dirs(vdir, idir)]
+    return _with_unused(PairedDetDataset(records, classes, transform, strict, f"folders/{split}",
+                                         _missing_ann_ok(lambda p: parse_pixel_boxes(p, classes, id_map)),
+                                         ir_high_depth), unused)
 
 
 # ---------------------------------------------------------------------------------------------------------- synthetic
@@ -366,7 +472,7 @@ def build_det_dataset(name: str, root: str | Path | None, split: str, transform:
         split: a split of that dataset; ``msrs_det`` uses ``all`` for a flat folder.
         transform: e.g. :func:`ivtune.data.det.build_det_transforms`; None gives [0, 1] tensors.
         strict: raise at construction listing every missing file and any bad annotation.
-        **options: per-dataset options (``format``, ``ann_file``, ``annotation``, ``kaist_setting``, ``classes``,
+        **options: per-dataset options (``format``, ``ann_file``, ``annotation``, ``kaist_protocol``, ``classes``,
             ``num_samples`` ...); unknown ones are a ConfigError listing the accepted ones.
 
     Raises:
@@ -376,5 +482,5 @@ def build_det_dataset(name: str, root: str | Path | None, split: str, transform:
     return build_from_registry(DET_DATASETS, "detection", name, root, split, transform, strict=strict, **options)
 
 
-__all__ = ["DET_DATASETS", "SyntheticDetDataset", "build_det_dataset", "flir_key",
+__all__ = ["DET_DATASETS", "KaistDetDataset", "SyntheticDetDataset", "build_det_dataset", "flir_key",
            "kaist_condition"]

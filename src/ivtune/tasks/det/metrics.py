@@ -2,11 +2,10 @@
 
 - :func:`coco_evaluate`: mAP (AP@[.5:.95]), AP50, AP75, AP small / medium / large, AR, per-class AP and AP50, all in
   percent, plus pycocotools' precision array for PR curves.
-- :func:`kaist_miss_rate`: MR^-2 of Dollar et al. (Caltech pedestrians; the KAIST benchmark): miss rate averaged in
-  log space at 9 FPPI points log-spaced in [1e-2, 1e0]. Matching per image, detections by decreasing score: a
-  detection matches the unmatched target with the highest IoU >= 0.5; failing that, an ignore region whose overlap
-  ``intersection / detection area`` is >= 0.5, and is then discarded (neither true nor false positive). Targets are
-  preferred to ignore regions; an ignore region can absorb any number of detections.
+- :func:`kaist_miss_rate`: the log-average miss rate MR^-2 (Dollar et al.) of COCO results against COCO ground truth
+  under a named protocol (``kaist-reasonable`` by default; :mod:`ivtune.tasks.det.kaist` holds the procedure and
+  the protocols, docs/METHOD.md section 9.4), overall and per condition.
+- :func:`write_det_report`: ``metrics.json`` / ``metrics.md`` with COCO AP and / or the miss rates.
 """
 
 from __future__ import annotations
@@ -16,16 +15,16 @@ import copy
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...errors import ConfigError
+from .kaist import DEFAULT_PROTOCOL, PROTOCOLS, MissRateProtocol, get_protocol, log_average_miss_rate
+from .kaist_files import KaistGroundTruth
 
-KAIST_SETTINGS = ("reasonable", "all")
-FPPI_POINTS = np.logspace(-2.0, 0.0, 9)
 _STAT_KEYS = ("mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small",
               "AR_medium", "AR_large")
 
@@ -106,115 +105,109 @@ def coco_evaluate(gt_coco: dict[str, Any], detections: Sequence[Mapping[str, Any
 
 
 # ------------------------------------------------------------------------------------------------ KAIST miss rate
-def _as_boxes(value: Any) -> np.ndarray:
-    arr = np.asarray(value if value is not None else np.zeros((0, 4)), np.float64)
-    return arr.reshape(-1, 4)
+def _person_category(gt_coco: Mapping[str, Any]) -> int:
+    ids = [c["id"] for c in gt_coco.get("categories", []) if str(c.get("name", "")).lower() == "person"]
+    if len(ids) != 1:
+        names = [str(c.get("name", c.get("id"))) for c in gt_coco.get("categories", [])]
+        raise ConfigError(f"the miss rate scores pedestrians: the ground truth needs exactly one category named "
+                          f"'person', it has {names}. Score COCO AP instead (no --protocol).")
+    return int(ids[0])
 
 
-def _overlaps(dets: np.ndarray, gts: np.ndarray, ignore: np.ndarray) -> np.ndarray:
-    """``(D, G)``: IoU for targets, intersection / detection area for ignore regions."""
-    if len(dets) == 0 or len(gts) == 0:
-        return np.zeros((len(dets), len(gts)))
-    ix1 = np.maximum(dets[:, None, 0], gts[None, :, 0])
-    iy1 = np.maximum(dets[:, None, 1], gts[None, :, 1])
-    ix2 = np.minimum(dets[:, None, 2], gts[None, :, 2])
-    iy2 = np.minimum(dets[:, None, 3], gts[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_d = ((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]))[:, None]
-    area_g = ((gts[:, 2] - gts[:, 0]) * (gts[:, 3] - gts[:, 1]))[None, :]
-    denom = np.where(ignore[None, :], area_d, area_d + area_g - inter)
-    return np.where(denom > 0, inter / np.maximum(denom, 1e-12), 0.0)
+def kaist_ground_truth(gt_coco: Mapping[str, Any], image_ids: Iterable[int] | None = None,
+                       source: str = "<ground truth>") -> KaistGroundTruth:
+    """COCO ground truth -> the per-image input of the miss-rate protocols, images by increasing id.
 
+    Each box's label is its ``kaist_category`` (ivtune's KAIST export), else its category name (lower case); its
+    height ``height``, else the box height; occlusion ``occlusion``, else 0; its ignore flag ``kaist_ignore`` (the
+    KAIST file's own flag; ``iscrowd`` there marks the *training* ignore regions), else ``iscrowd`` or ``ignore``.
+    The image size is the image's ``height`` / ``width``, its condition ``condition``.
 
-def match_image(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, gt_ignore: np.ndarray,
-                iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Match one image's detections (module docstring).
-
-    Returns:
-        ``(scores, outcome)`` sorted by decreasing score; outcome 1 = true positive, 0 = false positive, -1 = matched
-        an ignore region (discarded).
+    Args:
+        gt_coco: a COCO detection dict (:meth:`PairedDetDataset.to_coco`, a COCO json).
+        image_ids: keep only these images (None: all).
+        source: how errors name the ground truth.
     """
-    order = np.argsort(-det_scores, kind="stable")
-    dets, scores = det_boxes[order], det_scores[order]
-    ov = _overlaps(dets, gt_boxes, gt_ignore)
-    taken = np.zeros(len(gt_boxes), bool)
-    outcome = np.zeros(len(dets), np.int64)
-    for d in range(len(dets)):
-        cand = np.flatnonzero(~gt_ignore & ~taken & (ov[d] >= iou))
-        if len(cand):
-            g = cand[np.argmax(ov[d, cand])]
-            taken[g] = True
-            outcome[d] = 1
-        elif (gt_ignore & (ov[d] >= iou)).any():
-            outcome[d] = -1
-    return scores, outcome
+    keep = None if image_ids is None else set(image_ids)
+    names = {c["id"]: str(c.get("name", c["id"])).lower() for c in gt_coco["categories"]}
+    images = sorted((im for im in gt_coco["images"] if keep is None or im["id"] in keep), key=lambda im: im["id"])
+    rows: dict[int, list[Mapping[str, Any]]] = {im["id"]: [] for im in images}
+    for a in gt_coco["annotations"]:
+        if a["image_id"] in rows:
+            rows[a["image_id"]].append(a)
+    per_image, ann_ids = [], []
+    for im in images:
+        anns = rows[im["id"]]
+        xywh = np.asarray([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        size = (float(im["height"]), float(im["width"])) if im.get("height") and im.get("width") else None
+        per_image.append({
+            "boxes": np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+            "labels": [str(a.get("kaist_category", names.get(a["category_id"], a["category_id"]))) for a in anns],
+            "heights": np.asarray([a.get("height", a["bbox"][3]) for a in anns], np.float64),
+            "occlusion": np.asarray([a.get("occlusion", 0) for a in anns], np.int64),
+            "ignore": np.asarray([bool(a["kaist_ignore"]) if "kaist_ignore" in a
+                                  else bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0)) for a in anns], bool),
+            "image_size": size,
+        })
+        ann_ids.append([a.get("id", k) for k, a in enumerate(anns)])
+    return KaistGroundTruth(Path(source), [im["id"] for im in images],
+                            [str(im.get("name", im.get("file_name", im["id"]))) for im in images],
+                            [im.get("condition") for im in images], per_image, ann_ids)
 
 
 def kaist_miss_rate(
-    gt_per_image: Sequence[Mapping[str, Any]],
-    dets_per_image: Sequence[Mapping[str, Any]],
-    setting: str = "reasonable",
-    iou: float = 0.5,
-    min_height: float = 50.0,
-    det_height_margin: float = 1.25,
+    gt_coco: Mapping[str, Any],
+    detections: Sequence[Mapping[str, Any]],
+    protocol: str | MissRateProtocol | None = None,
+    conditions: Mapping[int, str | None] | None = None,
+    fppi_decimals: int | None = None,
 ) -> dict[str, Any]:
-    """Log-average miss rate (MR^-2) over FPPI in [1e-2, 1e0], in percent.
+    """Log-average miss rate MR^-2 of COCO results against COCO ground truth, overall and per condition.
+
+    The COCO front end of :func:`ivtune.tasks.det.kaist.log_average_miss_rate` (docs/METHOD.md section 9.4): the
+    ground truth goes through :func:`kaist_ground_truth`, the detections of the ``person`` category are scored.
 
     Args:
-        gt_per_image: per image ``{"boxes": (N, 4) xyxy, "ignore": (N,) bool (optional)}`` (ignore regions: KAIST
-            people / person? / cyclist, occluded or small people).
-        dets_per_image: per image ``{"boxes": (M, 4) xyxy, "scores": (M,)}``, same order and length.
-        setting: ``"reasonable"``: targets shorter than ``min_height`` become ignore regions and detections shorter
-            than ``min_height / det_height_margin`` are removed before matching (the Caltech protocol, so that
-            detections of just-too-small people are not counted as false positives); ``"all"``: no height rule.
-        iou: match threshold.
-        min_height: reasonable-setting height in pixels.
-        det_height_margin: the Caltech detection-height margin (1.25).
+        gt_coco: COCO ground truth (ivtune's KAIST export carries the raw KAIST facts and ``miss_rate_protocol``).
+        detections: COCO results (``image_id``, ``category_id``, ``bbox`` x y w h, ``score``).
+        protocol: a registered protocol name or a protocol; None: the ground truth's ``miss_rate_protocol``, else
+            ``kaist-reasonable``.
+        conditions: ``{image_id: condition or None}``, the images to score (e.g. those an evaluation saw); None: every
+            image, with its ``condition``.
+        fppi_decimals: see :func:`~ivtune.tasks.det.kaist.log_average_miss_rate` (4 reproduces MLPD's script).
 
     Returns:
-        ``{"mr2": percent, "miss_rate_at": {fppi: percent} at the 9 reference points, "fppi": array, "miss_rate":
-        array (the full curve, one point per kept detection, starting at (0, 1)), "num_images", "num_targets",
-        "num_detections" (kept, ignore-matched ones excluded), "num_ignored_detections"}``. The miss rate at a
-        reference FPPI is that of the last curve point at or below it (1.0 when none).
+        :func:`~ivtune.tasks.det.kaist.log_average_miss_rate`'s dict: ``protocol``, ``mr2``, ``miss_rate``
+        ``{"all": .., condition: ..}`` in percent, ``by_condition``, counts and the curve.
     """
-    if setting not in KAIST_SETTINGS:
-        raise ConfigError(f"setting must be one of {KAIST_SETTINGS}, got {setting!r}.")
-    if len(gt_per_image) != len(dets_per_image):
-        raise ConfigError(f"gt_per_image has {len(gt_per_image)} images but dets_per_image {len(dets_per_image)}.")
-    all_scores, all_outcomes, npos, n_ign = [], [], 0, 0
-    for gt, dt in zip(gt_per_image, dets_per_image, strict=True):
-        gb = _as_boxes(gt.get("boxes"))
-        gi = np.asarray(gt.get("ignore", np.zeros(len(gb), bool)), bool).reshape(-1)
-        db = _as_boxes(dt.get("boxes"))
-        ds = np.asarray(dt.get("scores", np.zeros(len(db))), np.float64).reshape(-1)
-        if len(gi) != len(gb) or len(ds) != len(db):
-            raise ConfigError("each image needs as many ignore flags as gt boxes and as many scores as detections.")
-        if setting == "reasonable":
-            gi = gi | ((gb[:, 3] - gb[:, 1]) < min_height)
-            keep = (db[:, 3] - db[:, 1]) >= min_height / det_height_margin
-            db, ds = db[keep], ds[keep]
-        npos += int((~gi).sum())
-        scores, outcome = match_image(db, ds, gb, gi, iou)
-        n_ign += int((outcome == -1).sum())
-        all_scores.append(scores[outcome >= 0])
-        all_outcomes.append(outcome[outcome >= 0])
-    n_img = len(gt_per_image)
-    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-    outcome = np.concatenate(all_outcomes) if all_outcomes else np.zeros(0, np.int64)
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(outcome[order] == 1)
-    fp = np.cumsum(outcome[order] == 0)
-    fppi = np.concatenate([[0.0], fp / max(n_img, 1)])
-    miss = np.concatenate([[1.0], 1.0 - tp / npos]) if npos else np.full(len(tp) + 1, np.nan)
-    at = []
-    for ref in FPPI_POINTS:
-        idx = np.flatnonzero(fppi <= ref + 1e-12)
-        at.append(miss[idx[-1]] if len(idx) else 1.0)
-    at_arr = np.asarray(at)
-    mr2 = float(np.exp(np.mean(np.log(np.maximum(at_arr, 1e-10))))) * 100.0 if npos else None
-    return {"mr2": mr2, "miss_rate_at": {float(r): float(m) * 100.0 for r, m in zip(FPPI_POINTS, at_arr, strict=True)},
-            "fppi": fppi, "miss_rate": miss, "num_images": n_img, "num_targets": npos,
-            "num_detections": int(len(scores)), "num_ignored_detections": n_ign}
+    if not isinstance(gt_coco, Mapping) or not isinstance(gt_coco.get("images"), list):
+        raise ConfigError("kaist_miss_rate takes COCO ground truth (a dict with 'images', 'annotations', "
+                          "'categories'); for per-image box arrays use ivtune.tasks.det.kaist.log_average_miss_rate.")
+    proto = get_protocol(protocol if protocol is not None else gt_coco.get("miss_rate_protocol", DEFAULT_PROTOCOL))
+    person = _person_category(gt_coco)
+    gt = kaist_ground_truth(gt_coco, None if conditions is None else conditions.keys())
+    per_image: list[list[tuple[list[float], float]]] = [[] for _ in range(len(gt))]
+    for d in detections:
+        k = gt.index_of(int(d["image_id"]))
+        if k is not None and int(d["category_id"]) == person:
+            x, y, w, h = (float(v) for v in d["bbox"])
+            per_image[k].append(([x, y, x + w, y + h], float(d["score"])))
+    dets = [{"boxes": np.asarray([b for b, _ in rows], np.float64).reshape(-1, 4),
+             "scores": np.asarray([sc for _, sc in rows], np.float64)} for rows in per_image]
+    conds = gt.conditions if conditions is None else [conditions[i] for i in gt.image_ids]
+    return {**log_average_miss_rate(gt.images, dets, proto, conds, fppi_decimals), "fppi_decimals": fppi_decimals}
+
+
+def miss_rate_rows(mr: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`kaist_miss_rate` output -> one report row per image group: ``{"all": .., condition: ..}``.
+
+    The ``all`` row is the whole result without ``by_condition``; each condition's row is its ``by_condition``
+    entry with the protocol and the FPPI sampling (what :func:`write_det_report` reads as a ``"kaist"`` entry).
+    """
+    rows = {"all": {k: v for k, v in mr.items() if k != "by_condition"}}
+    for cond, sub in mr.get("by_condition", {}).items():
+        rows[cond] = {"protocol": mr["protocol"], **sub, "fppi_decimals": mr.get("fppi_decimals")}
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ report and plots
@@ -241,26 +234,57 @@ def _cell(text: Any) -> str:
 
 
 def _normalise_results(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """One result (has ``mAP`` or ``mr2``) or ``{split: result}``."""
-    if "mAP" in results or "mr2" in results:
+    """One result (has ``mAP``, ``mr2`` or ``kaist``) or ``{split: result}``."""
+    if "mAP" in results or "mr2" in results or "kaist" in results:
         return {"eval": results}
     if not results:
         raise ConfigError("results is empty: pass coco_evaluate() output or {split: coco_evaluate() output}.")
     return dict(results)
 
 
+_CURVES = ("fppi", "miss_curve")  # per-detection arrays: kept in memory, not in metrics.json
+
+
+def _miss_rate_section(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """metrics.md lines for the ``kaist`` entries: MR^-2 per row, the protocol's rules and the FPPI sampling."""
+    rows = {s: r["kaist"] for s, r in runs.items() if isinstance(r.get("kaist"), Mapping)}
+    if not rows:
+        return []
+    lines = ["", "## Log-average miss rate (MR^-2)", "",
+             "Percent, lower is better: the miss rate averaged in log space over 9 FPPI points in [1e-2, 1e0] "
+             "(docs/METHOD.md section 9.4). FPPI is over each row's own images. – : no targets.", "",
+             "| split | protocol | MR^-2 | images | targets | TP+FP | dets on ignore regions |",
+             "|---|---|" + "---:|" * 5]
+    for s, k in rows.items():
+        counts = " | ".join(str(k.get(c, "–")) for c in ("num_images", "num_targets", "num_detections",
+                                                          "num_ignored_detections"))
+        lines.append(f"| {_cell(s)} | {_cell(k.get('protocol', '?'))} | {_fmt(k.get('mr2'))} | {counts} |")
+    decimals = {k.get("fppi_decimals") for k in rows.values()}
+    if decimals == {None}:
+        lines += ["", "FPPI sampled at the exact points np.logspace(-2, 0, 9), as Dollár's toolbox (MLPD's script "
+                  "rounds them to 4 decimals; `--fppi-decimals 4` reproduces that)."]
+    else:
+        lines += ["", f"FPPI sampled at points rounded to {', '.join(str(d) for d in sorted(decimals, key=str))} "
+                  "decimals (MLPD's script); Dollár's toolbox uses the exact points."]
+    for name in dict.fromkeys(str(k.get("protocol")) for k in rows.values()):
+        if name in PROTOCOLS:
+            lines += ["", PROTOCOLS[name].describe()]
+    return lines
+
+
 def write_det_report(results: Mapping[str, Any], class_names: Sequence[str], out_dir: str | Path
                      ) -> tuple[Path, Path]:
-    """Write ``metrics.json`` and ``metrics.md`` (summary table and per-class AP table).
+    """Write ``metrics.json`` and ``metrics.md`` (summary table, per-class AP table, miss-rate table).
 
     Args:
-        results: :func:`coco_evaluate` output (optionally with a ``"kaist"`` :func:`kaist_miss_rate` entry), or
-            ``{split_or_condition: that}``.
+        results: :func:`coco_evaluate` output, optionally with a ``"kaist"`` :func:`kaist_miss_rate` entry (or only
+            that entry, for miss-rate-only scoring), or ``{split_or_condition: that}``.
         class_names: class names in label order (COCO category id = label + 1).
         out_dir: created if missing.
 
     Returns:
-        (json_path, md_path). The JSON keeps scalars, per-class values and the PR curve at IoU 0.5 per class.
+        (json_path, md_path). The JSON keeps scalars, per-class values, the PR curve at IoU 0.5 per class and the
+        miss rates (without the per-detection curve).
     """
     names = [str(n) for n in class_names]
     runs = _normalise_results(results)
@@ -268,31 +292,35 @@ def write_det_report(results: Mapping[str, Any], class_names: Sequence[str], out
     out.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {"units": "percent", "class_names": names, "results": {}}
     for split, r in runs.items():
-        entry = {k: v for k, v in r.items() if k not in ("precision", "fppi", "miss_rate", "kaist")}
+        entry = {k: v for k, v in r.items() if k not in ("precision", "kaist", *_CURVES)}
         if "precision" in r:
             p = np.asarray(r["precision"])
             entry["pr_curve_iou50"] = {names[k] if k < len(names) else str(k): p[0, :, k] for k in range(p.shape[2])}
-        if "kaist" in r:
-            entry["kaist"] = {k: v for k, v in r["kaist"].items() if k not in ("fppi", "miss_rate")}
+        if isinstance(r.get("kaist"), Mapping):
+            entry["kaist"] = {k: v for k, v in r["kaist"].items() if k not in _CURVES}
         payload["results"][split] = entry
     json_path, md_path = out / "metrics.json", out / "metrics.md"
     json_path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", encoding="utf-8")
     splits = list(runs)
-    lines = ["# Detection metrics", "", "COCO AP in percent (pycocotools). – : no ground truth in that range.", "",
-             "| split | mAP | AP50 | AP75 | AP_s | AP_m | AP_l | MR^-2 |", "|---|" + "---:|" * 7]
-    for s in splits:
-        r = runs[s]
-        mr = r.get("mr2", r.get("kaist", {}).get("mr2") if isinstance(r.get("kaist"), Mapping) else None)
-        lines.append(f"| {_cell(s)} | " + " | ".join(_fmt(r.get(k)) for k in (
-            "mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")) + f" | {_fmt(mr)} |")
-    lines += ["", "## Per-class AP (AP@[.5:.95] / AP50)", "",
-              "| class | " + " | ".join(_cell(s) for s in splits) + " |", "|---|" + "---:|" * len(splits)]
-    for name in names:
-        cells = []
+    lines = ["# Detection metrics", ""]
+    if any("mAP" in runs[s] for s in splits):
+        lines += ["COCO AP in percent (pycocotools). – : no ground truth in that range.", "",
+                  "| split | mAP | AP50 | AP75 | AP_s | AP_m | AP_l | MR^-2 |", "|---|" + "---:|" * 7]
         for s in splits:
             r = runs[s]
-            cells.append(f"{_fmt(r.get('per_class_AP', {}).get(name))} / {_fmt(r.get('per_class_AP50', {}).get(name))}")
-        lines.append(f"| {_cell(name)} | " + " | ".join(cells) + " |")
+            mr = r.get("mr2", r["kaist"].get("mr2") if isinstance(r.get("kaist"), Mapping) else None)
+            lines.append(f"| {_cell(s)} | " + " | ".join(_fmt(r.get(k)) for k in (
+                "mAP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")) + f" | {_fmt(mr)} |")
+        lines += ["", "## Per-class AP (AP@[.5:.95] / AP50)", "",
+                  "| class | " + " | ".join(_cell(s) for s in splits) + " |", "|---|" + "---:|" * len(splits)]
+        for name in names:
+            cells = []
+            for s in splits:
+                r = runs[s]
+                cells.append(f"{_fmt(r.get('per_class_AP', {}).get(name))} / "
+                             f"{_fmt(r.get('per_class_AP50', {}).get(name))}")
+            lines.append(f"| {_cell(name)} | " + " | ".join(cells) + " |")
+    lines += _miss_rate_section(runs)
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return json_path, md_path
 
@@ -335,4 +363,5 @@ def plot_pr_curves(results: Mapping[str, Any], class_names: Sequence[str], out_p
     return out
 
 
-__all__ = ["FPPI_POINTS", "coco_evaluate", "kaist_miss_rate", "match_image", "plot_pr_curves", "write_det_report"]
+__all__ = ["coco_evaluate", "kaist_ground_truth", "kaist_miss_rate", "miss_rate_rows", "plot_pr_curves",
+           "write_det_report"]
