@@ -31,6 +31,14 @@ class DataError(IVTuneError, ValueError):
     """A dataset file is missing, unreadable or inconsistent with its partner."""
 
 
+class StorageError(IVTuneError, OSError):
+    """A file could not be written (no space left, no permission); nothing partial is left under its name."""
+
+
+class RunLockedError(IVTuneError, RuntimeError):
+    """Another process holds the run directory (``ivtune train`` into the same run)."""
+
+
 def key_mismatch_detail(missing: list[str], unexpected: list[str], mis_shaped: list[str], shown: int = 12) -> str:
     """``missing (2): a, b; unexpected (1): c`` for the non-empty lists, each cut to ``shown`` names."""
     parts = []

@@ -134,6 +134,7 @@ def test_new_folder_records_the_method_config(tmp_path):
     name, kwargs, _, _ = TINY["vit"]
     save_adapter(build_backbone(name, **kwargs), tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert set(config) == LEGACY_LAYOUT - {"adapter_dropout"} | {"method_config"}
+    # adapter_sha256: the digest load_adapter checks the weights file against
+    assert set(config) == LEGACY_LAYOUT - {"adapter_dropout"} | {"method_config", "adapter_sha256"}
     assert config["method_config"] == {"adapter_hidden": 64, "dropout": 0.1, "empg_hidden": 8, "init": "default",
                                        "prompt_hidden": 8}

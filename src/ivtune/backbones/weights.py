@@ -8,6 +8,7 @@ silently. Here every state dict, from the hub or a local file, goes through timm
 from __future__ import annotations
 
 import hashlib
+import pickle
 import sys
 from pathlib import Path
 
@@ -39,10 +40,37 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist. Check the path (absolute or relative to "
                                       f"{Path.cwd()}).")
+    kind = _file_kind(path)
+    if kind is not None:
+        raise WeightsUnavailableError(f"{path} is not a weights file: it is {kind}. model.weights must be a "
+                                      ".safetensors / .pth / .bin state dict of the backbone.")
     try:
         return load_state_dict(str(path))
-    except Exception as e:  # corrupt file, pickle refused, truncated safetensors header ...
-        raise WeightsUnavailableError(f"cannot read weights file {path}: {type(e).__name__}: {e}") from e
+    except Exception as e:  # corrupt file, refused pickle, truncated safetensors header ...
+        text = str(e)
+        if "Unsupported globals" in text:  # torch's own advice (weights_only=False) is what ivtune never does
+            raise WeightsUnavailableError(
+                f"cannot read weights file {path}: it holds pickled objects other than tensors (a whole model or a "
+                "training checkpoint?), which ivtune does not unpickle. Save the backbone's state_dict() (or "
+                "convert the file to .safetensors) and pass that.") from e
+        if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+            text = "neither a safetensors nor a PyTorch file"
+        raise WeightsUnavailableError(f"cannot read weights file {path}: {text}. The file is truncated, corrupt or "
+                                      "of another kind: download or copy it again.") from e
+
+
+_NOT_WEIGHTS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"BM": "a BMP image", b"%PDF": "a PDF",
+                b"\x1f\x8b": "a gzip archive (unpack it first)"}
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file that is clearly no state dict is (an image, a PDF ...), from its first bytes; else None."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "empty (0 bytes)"
+    return next((kind for magic, kind in _NOT_WEIGHTS.items() if head.startswith(magic)), None)
 
 
 def download_pretrained(model: nn.Module, model_name: str) -> dict[str, torch.Tensor]:
@@ -59,7 +87,8 @@ def download_pretrained(model: nn.Module, model_name: str) -> dict[str, torch.Te
         raise WeightsUnavailableError(
             f"could not download pretrained weights for {model_name!r} ({hub_id or url}): {type(e).__name__}: {e}. "
             "If this machine is offline, download the file elsewhere and pass weights=FILE "
-            "(CLI: --weights FILE), or set pretrained=False for a random-init backbone."
+            "(config: model.weights: FILE, or --set model.weights=FILE), or set pretrained=False for a random-init "
+            "backbone."
         ) from e
     raise WeightsUnavailableError(f"timm has no pretrained weights for {model_name!r}; pass weights=FILE.")
 

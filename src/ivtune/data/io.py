@@ -106,14 +106,21 @@ def read_gray(path: str | Path, high_depth: str = "minmax") -> np.ndarray:
         ``(H, W)`` uint8 array.
 
     Raises:
-        DataError: the file is missing or unreadable.
+        DataError: the file is missing or unreadable, or a float image holds NaN / infinite values.
         ConfigError: ``high_depth`` is not one of the two scalings.
     """
     if high_depth not in HIGH_DEPTH_SCALINGS:
         raise ConfigError(f"high_depth must be one of {HIGH_DEPTH_SCALINGS}, got {high_depth!r}.")
     img = _open(path)
     if img.mode in _HIGH_DEPTH_MODES:
-        return _to_uint8(np.asarray(img), Path(path), high_depth)
+        arr = np.asarray(img)
+        if arr.dtype.kind == "f" and not (finite := np.isfinite(arr)).all():
+            bad = int((~finite).sum())
+            raise DataError(
+                f"Thermal image {path} has {bad} non-finite pixel value(s) (NaN or infinity) of {arr.size}; a "
+                "float image needs a number at every pixel. Fill them (e.g. with the image's median) or re-export "
+                "the file from the camera software.")
+        return _to_uint8(arr, Path(path), high_depth)
     if img.mode in ("RGBA", "LA", "PA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")  # drop alpha before luminance
     if img.mode != "L":
@@ -179,3 +186,22 @@ def read_mfnet_4ch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         )
     arr = np.asarray(img)
     return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+
+
+def write_image(path: str | Path, image: np.ndarray | Image.Image) -> Path:
+    """Save an image file atomically: a full disk or a kill never leaves a partial file under ``path``.
+
+    Args:
+        path: the output file; its extension picks the format.
+        image: a uint8 array (``(H, W)`` grey, ``(H, W, 3)`` RGB) or a PIL image (e.g. a palette PNG).
+
+    Raises:
+        StorageError: no space left or the folder is not writable (the message names ``path``).
+    """
+    from ..checkpoint import atomic_write  # the model side's IO module; imported here to keep the readers light
+
+    path = Path(path)
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+    return path

@@ -17,6 +17,7 @@ files; :func:`ivtune.data.scan.scan_pairs` runs the same checks over every recor
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,8 @@ class PairedDataset(Dataset):
         self.strict = strict
         self.name = name
         self.ir_high_depth = ir_high_depth
+        # (path, why) of input files or entries no record uses: the scan reports each (see ScanReport.repairs)
+        self.unused_inputs: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ target hooks
     def target_path(self, index: int) -> str | None:
@@ -100,8 +103,14 @@ class PairedDataset(Dataset):
         return getattr(self.records[index], "label_path", None)
 
     def read_target(self, index: int) -> Any:
-        """The target of record ``index`` as read from disk (None for an unlabelled record)."""
-        return None
+        """The target of record ``index`` (None for an unlabelled record): its file through
+        :meth:`read_target_file`; datasets whose targets are not files of their own override this."""
+        path = self.target_path(index)
+        return None if path is None else self.read_target_file(path)
+
+    def read_target_file(self, path: str) -> Any:
+        """A target file as the task reads it (a label map, a binary saliency map ...)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no target files")
 
     def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
         """``(kind, path, detail)`` of what is wrong with ``target`` for an image of ``vis_shape``."""
@@ -122,8 +131,20 @@ class PairedDataset(Dataset):
             add("unreadable", path or self.records[index].name, str(exc))
             return
         if target is not None and vis is not None:
-            for kind, where, detail in self.target_problems(index, vis.shape, target):
+            problems = self.target_problems(index, vis.shape, target)
+            for kind, where, detail in problems:
                 add(kind, where, detail)
+            if not problems:
+                self.count_target(index, target, vis.shape)
+
+    def target_folder(self) -> str:
+        """Where the targets are (the folder of the first target file), for messages about all of them."""
+        paths = [p for i in range(len(self.records)) if (p := self.target_path(i))]
+        return os.path.dirname(paths[0]) if paths else self.name
+
+    def count_target(self, index: int, target: Any, vis_shape: tuple[int, ...]) -> None:
+        """Tally a good target of an image of ``vis_shape`` during a scan (into :attr:`scan_counts` and
+        :attr:`scan_files`) for :meth:`scan_summary`."""
 
     def scan_summary(self, report: ScanReport) -> None:
         """Add the task's counts to a finished scan report."""
@@ -204,6 +225,11 @@ class PairedDataset(Dataset):
                 "conversion (the task's build_*_transforms do)."
             )
         return out
+
+    def start_scan(self) -> None:
+        """Reset what :meth:`count_target` tallies (:func:`ivtune.data.scan.scan_pairs` calls it first)."""
+        self.scan_counts: Counter = Counter()
+        self.scan_files: list[tuple[str, str]] = []
 
     def scan(self) -> ScanReport:
         """Check every record without stopping at the first problem; see :func:`ivtune.data.scan.scan_pairs`."""

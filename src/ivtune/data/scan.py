@@ -17,7 +17,7 @@ from ..errors import DataError
 
 # Problem kinds, in report order; a task may add its own after these.
 PROBLEM_KINDS = ("missing", "unreadable", "size_mismatch", "label_size_mismatch", "gt_size_mismatch", "label_values",
-                 "annotation")
+                 "annotation", "no_targets")
 AddProblem = Callable[[str, str, str], None]
 
 
@@ -49,6 +49,9 @@ class ScanReport:
         counts: task lines shown before the problems (e.g. boxes per class, clipped boxes), in order.
         details: ``(path, detail)`` lines shown under the counts (e.g. the files whose boxes were clipped).
         values: the task's counts as numbers, for callers (e.g. ``{"clipped_boxes": 3}``).
+        repairs: counted repairs and inputs left out, one line each with the path (files no pair uses, annotations
+            of unknown images, resized ground truth ...); not problems, but ``train`` shows them as ``data check``
+            does.
     """
 
     dataset: str
@@ -59,6 +62,7 @@ class ScanReport:
     counts: list[str] = field(default_factory=list)
     details: list[tuple[str, str]] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,14 +82,24 @@ class ScanReport:
             out.setdefault(kind, []).append((path, detail))
         return out
 
+    def summary_lines(self, shown: int = 20) -> list[str]:
+        """The counts, their file details and the counted repairs (what ``train`` shows before it starts)."""
+        lines = list(self.counts)
+        lines += [f"    {path}: {detail}" for path, detail in self.details[:shown]]
+        if len(self.details) > shown:
+            lines.append(f"    ... and {len(self.details) - shown} more file(s)")
+        if self.repairs:
+            lines.append(f"Repaired or left out (counted), {len(self.repairs)}:")
+            lines += [f"  {line}" for line in self.repairs[:shown]]
+            if len(self.repairs) > shown:
+                lines.append(f"  ... and {len(self.repairs) - shown} more")
+        return lines
+
     def format(self, shown: int = 20) -> str:
         """A readable multi-line report."""
         conds = ", ".join(f"{k} {v}" for k, v in sorted(self.conditions.items())) or "none"
         lines = [f"Dataset {self.dataset}: {self.num_pairs} pairs, {self.num_ok} ok ({conds})."]
-        lines += self.counts
-        lines += [f"    {path}: {detail}" for path, detail in self.details[:shown]]
-        if len(self.details) > shown:
-            lines.append(f"    ... and {len(self.details) - shown} more file(s)")
+        lines += self.summary_lines(shown)
         lines.append("OK: no problems found." if self.ok else f"{len(self.problems)} problem(s):")
         groups = self.by_kind()
         order = {k: i for i, k in enumerate(PROBLEM_KINDS)}
@@ -111,6 +125,8 @@ def scan_pairs(dataset: Any) -> ScanReport:
         A :class:`ScanReport`; ``report.ok`` is False if anything was found.
     """
     report = ScanReport(dataset=getattr(dataset, "name", type(dataset).__name__), num_pairs=len(dataset))
+    if (start := getattr(dataset, "start_scan", None)) is not None:
+        start()
     report.conditions = dict(Counter(c or "unknown" for c in dataset.conditions))
     seen: set[tuple[str, str]] = set()  # packed files back both vis and ir: report a bad file once
 
@@ -142,4 +158,5 @@ def scan_pairs(dataset: Any) -> ScanReport:
         if len(report.problems) == before:
             report.num_ok += 1
     dataset.scan_summary(report)
+    report.repairs += [f"{path}: {why}" for path, why in getattr(dataset, "unused_inputs", ())]
     return report

@@ -8,7 +8,7 @@ A task subclass sets ``self.model`` (with a ``.backbone``) and fills in four hoo
 - ``logged_metrics(stage, results) -> {tag: value}``: what goes to the loggers.
 
 Everything else is written once here: the non-finite-loss guard, logging, the evaluation loop with the multi-GPU
-gather, AdamW / Adam with the step schedule, dropout reseeding at checkpoint steps and the checkpoint key check.
+gather, AdamW / Adam with the step schedule, per-step reseeding of the training randomness and the checkpoint key check.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from .evaluation import Evaluator, gather_evaluate
 from .schedule import build_optimizer, lr_lambda, param_groups
 
 
+def training_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of torch's global generator for training step ``step`` on ``rank`` (distinct per step and rank)."""
+    return (seed * 1_000_003 + step * 101 + rank) % (2**63)
+
+
 class IVTaskModule(pl.LightningModule):
     """Subclasses set ``self.model`` and implement the four hooks of the module docstring."""
 
@@ -37,8 +42,12 @@ class IVTaskModule(pl.LightningModule):
         self._evaluator: Evaluator | None = None
 
     # ---------------------------------------------------------------- task hooks
+    def forward(self, *inputs: Any) -> Any:
+        return self.model(*inputs)
+
     def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Dense tasks: the model's own ``loss(outputs, batch["mask"])``; detection returns its loss dict."""
+        return {"loss": self.model.loss(self.model(batch["vis"], batch["ir"]), batch["mask"])}
 
     def eval_outputs(self, batch: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -71,10 +80,12 @@ class IVTaskModule(pl.LightningModule):
         return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # dropout draws from torch's global RNG: reseed at every checkpoint step (per rank) so that a run resumed
-        # from a checkpoint continues exactly like the uninterrupted one
-        if self.global_step % self.cfg.train.checkpoint_every == 0:
-            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
+        # The training stream of randomness (dropout, a detector's box sampling: torch's global generator) is a
+        # function of (seed, step, rank) alone: reseeded before every step, so whatever ran between two steps
+        # (validation, a checkpoint, logging, at any interval) cannot change the trained weights, and a run resumed
+        # at any step continues exactly like the uninterrupted one. Batches and augmentations are already a pure
+        # function of the step (engine.sampling).
+        torch.manual_seed(training_seed(self.cfg.train.seed, self.global_step, self.global_rank))
 
     # ---------------------------------------------------------------- evaluation
     def _start_eval(self, stage: str) -> None:

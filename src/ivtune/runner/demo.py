@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..config import Config, config_from_dict
-from ..errors import WeightsUnavailableError
+from ..errors import ConfigError, WeightsUnavailableError
 
 DINOV2 = "vit_small_patch14_dinov2"
 HUB_NAME = "vit_small_patch14_dinov2.lvd142m"
@@ -108,10 +108,14 @@ def run_demo(out: str | Path = "runs/demo", weights: str | None = None, steps: i
     from ..params import count_parameters
     from .run import evaluate, train
 
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"demo steps must be a whole number >= 1, got {steps!r} (--steps N; omit it for the "
+                          "default: 120 with a pretrained backbone, 200 random-init).")
     out = Path(out)
     t0 = time.perf_counter()
     choice = choose_backbone(weights, try_hub, echo)
-    steps = steps or (120 if choice.weights or choice.pretrained else 200)
+    if steps is None:
+        steps = 120 if choice.weights or choice.pretrained else 200
     echo(f"backbone: {choice.description}")
     data_root = out / "data"
     if not (data_root / "synthetic.json").is_file():

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...data.io import read_label
 from ...data.pairs import PairedDataset, PairRecord, Transform, default_palette
+from ...data.scan import ScanReport
 from ...errors import ConfigError
 
 
@@ -56,7 +57,7 @@ def label_value_problem(rec: PairRecord, mask: np.ndarray, num_classes: int, ign
 class PairedSegDataset(PairedDataset):
     """VIS/IR/label triples plus the class list (the sample's target is ``mask``).
 
-    Subclasses change how files are read (``read_vis`` / ``read_ir`` / ``read_images`` / ``read_label``).
+    Subclasses change how files are read (``read_vis`` / ``read_ir`` / ``read_images`` / ``read_target``).
 
     Args:
         records: the pairs, in order (``label_path`` None for an unlabelled pair).
@@ -101,14 +102,10 @@ class PairedSegDataset(PairedDataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def read_label(self, index: int) -> np.ndarray | None:
-        """The label map of record ``index`` (``(H, W)`` integer array), or None for an unlabelled record."""
-        path = self.records[index].label_path
-        return None if path is None else read_label(path)
-
     # ------------------------------------------------------------------ target hooks
-    def read_target(self, index: int) -> np.ndarray | None:
-        return self.read_label(index)
+    def read_target_file(self, path: str) -> np.ndarray:
+        """A label map: ``(H, W)`` integer class indices."""
+        return read_label(path)
 
     def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
         rec = self.records[index]
@@ -121,6 +118,29 @@ class PairedSegDataset(PairedDataset):
     def add_target(self, sample: dict[str, Any], index: int, target: Any) -> None:
         if target is not None:
             sample["mask"] = target
+
+    def count_target(self, index: int, target: Any, vis_shape: tuple[int, ...]) -> None:
+        labelled = int((target != self.ignore_index).sum())
+        self.scan_counts["labels"] += 1
+        self.scan_counts["pixels"] += int(target.size)
+        self.scan_counts["labelled"] += labelled
+        if not labelled:
+            self.scan_files.append((self.records[index].label_path, f"every pixel is ignore_index {self.ignore_index}"))
+
+    def scan_summary(self, report: ScanReport) -> None:
+        """Labelled pixels counted; a split without one labelled pixel is a problem (nothing to learn or score)."""
+        c = self.scan_counts
+        share = f" ({100.0 * c['labelled'] / c['pixels']:.1f}%)" if c["pixels"] else ""
+        report.values.update(labelled_pixels=int(c["labelled"]), unlabelled_files=len(self.scan_files))
+        report.counts.append(f"Labelled pixels: {c['labelled']} of {c['pixels']}{share} in {c['labels']} label "
+                             f"file(s); {len(self.scan_files)} file(s) without a labelled pixel.")
+        report.details += self.scan_files
+        if report.num_ok and not c["labelled"]:  # records with a problem are reported already
+            report.problems.append((
+                "no_targets", self.target_folder(),
+                f"not one labelled pixel in the {c['labels']} label file(s) of {self.name}: every value is "
+                f"ignore_index {self.ignore_index} (or there are no labels). Nothing can be learnt or scored: check "
+                "data.ignore_index and that the label files hold class indices."))
 
     def record_meta(self, index: int) -> dict[str, Any]:
         return {"label_path": self.records[index].label_path}

@@ -40,6 +40,7 @@ from ...data.io import read_gray
 from ...data.layout import pair_by_stem, require_dir
 from ...data.pairs import PairedDataset, PairRecord, Transform
 from ...data.registry import DatasetEntry, build_from_registry
+from ...data.scan import ScanReport
 from ...data.scenes import SceneImages, SyntheticScenes
 from ...errors import ConfigError, DataError
 
@@ -99,14 +100,10 @@ class SaliencyDataset(PairedDataset):
         if strict:
             self._raise_on_missing()
 
-    def read_label(self, index: int) -> np.ndarray | None:
-        """The binary GT (uint8 0/1) of record ``index`` at its file size, or None."""
-        path = self.records[index].label_path
-        return None if path is None else read_gt(path)
-
     # ------------------------------------------------------------------ target hooks
-    def read_target(self, index: int) -> np.ndarray | None:
-        return self.read_label(index)
+    def read_target_file(self, path: str) -> np.ndarray:
+        """The binary GT (uint8 0/1) at its file size."""
+        return read_gt(path)
 
     def target_problems(self, index: int, vis_shape: tuple[int, ...], target: Any) -> list[tuple[str, str, str]]:
         rec = self.records[index]
@@ -120,6 +117,32 @@ class SaliencyDataset(PairedDataset):
         if target.shape[:2] != sample["vis"].shape[:2]:  # resize_gt (target_problems stopped the other case)
             target = resize_gt(target, sample["vis"].shape[:2])
         sample["mask"] = target
+
+    def count_target(self, index: int, target: Any, vis_shape: tuple[int, ...]) -> None:
+        rec = self.records[index]
+        self.scan_counts["gts"] += 1
+        self.scan_counts["salient"] += int(target.sum())
+        self.scan_counts["empty"] += int(not target.any())
+        if target.shape[:2] != tuple(vis_shape[:2]):  # only with resize_gt: target_problems stops it otherwise
+            self.scan_files.append((rec.label_path, f"resized to the size of {rec.vis_path} (data.resize_gt)"))
+
+    def scan_summary(self, report: ScanReport) -> None:
+        """Salient pixels and empty maps counted, resized maps listed; no salient pixel at all is a problem."""
+        c = self.scan_counts
+        report.values.update(salient_pixels=int(c["salient"]), empty_gts=int(c["empty"]),
+                             resized_gts=len(self.scan_files))
+        report.counts.append(f"Ground truth: {c['gts']} map(s), {c['empty']} without a salient pixel; "
+                             f"{len(self.scan_files)} resized to their image (data.resize_gt).")
+        if self.scan_files:
+            shown = ", ".join(p for p, _ in self.scan_files[:5]) + (" ..." if len(self.scan_files) > 5 else "")
+            report.repairs.append(f"{self.name}: {len(self.scan_files)} ground-truth map(s) of another size than "
+                                  f"their image resized to it (data.resize_gt): {shown}")
+        if report.num_ok and c["gts"] and not c["salient"]:
+            report.problems.append((
+                "no_targets", self.target_folder(),
+                f"not one salient pixel in the {c['gts']} ground-truth map(s) of {self.name}: nothing to learn or "
+                f"score. Foreground is a value > {GT_THRESHOLD} (or 1 in 0/1 maps): check that the GT files are the "
+                "saliency maps."))
 
     def load_raw(self, index: int) -> dict[str, Any]:
         sample = super().load_raw(index)
@@ -149,7 +172,7 @@ class SyntheticSaliencyDataset(SceneImages, SaliencyDataset):
         self.scenes = SyntheticScenes(num_samples, seed, height, width, night_fraction, fog_fraction, split=split)
         super().__init__(self.scenes.records, transform, strict=True, name=f"synthetic/{split}", keep_gt=keep_gt)
 
-    def read_label(self, index: int) -> np.ndarray:
+    def read_target(self, index: int) -> np.ndarray:
         return binarize_gt(self.scenes.scene(index).saliency)
 
 

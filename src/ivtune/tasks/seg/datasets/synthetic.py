@@ -29,7 +29,7 @@ class SyntheticSegDataset(SceneImages, PairedSegDataset):
     def scene(self, index: int):
         return self.scenes.scene(index)
 
-    def read_label(self, index: int) -> np.ndarray:
+    def read_target(self, index: int) -> np.ndarray:
         return self.scenes.scene(index).mask
 
 SPLITS = ("train", "val", "test")
