@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...backbones.neck import pad_to_multiple
 from ...config import Config
 from ...data.pairs import collate_pairs
 from ...engine.backbone import backbone_from_config
 from ...engine.module import IVTaskModule
-from ...engine.predict import plain_raw_sample, predict_loop
+from ...engine.predict import DeployGraph, InputSpec, PairPredictor, PredictContext, TaskDeployment, predict_files
 from ...engine.task import Task
+from ...errors import ConfigError
 from .config import SegDataConfig
 from .datasets import DATASETS, build_seg_dataset
 from .evaluator import SegEvaluator
@@ -33,11 +36,8 @@ def build_transforms(cfg: Config, train: bool, ignore_index: int):
         scale_range=tuple(d.scale_range),
         hflip=d.hflip,
         photometric=d.photometric,
-        ir_norm=d.ir_norm,
-        ir_mean=d.ir_mean,
-        ir_std=d.ir_std,
-        ir_channels=d.ir_channels,
         ignore_index=ignore_index,
+        **d.normalization(),
     )
 
 
@@ -78,12 +78,6 @@ class SegTask(IVTaskModule):
         self.palette = [tuple(c) for c in palette] if palette else None
         self.model = build_seg_model(cfg, len(classes), ignore_index)
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return self.model(vis, ir)
-
-    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"loss": self.model.loss(self.model(batch["vis"], batch["ir"]), batch["mask"])}
-
     def eval_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         return predict_logits(self.model, batch["vis"], batch["ir"])
 
@@ -120,45 +114,88 @@ def format_results(results: dict[str, dict]) -> str:
                      for cond, res in results.items())
 
 
-def predict(module: SegTask, cfg: Config, pairs: list[tuple[str, Path, Path]], out_dir: Path,
-            device: str = "cpu") -> list[Path]:
+# ---------------------------------------------------------------------------------------------------- deployment
+@dataclass(frozen=True)
+class SegPrediction:
+    """One pair's segmentation at the input image's size.
+
+    Attributes:
+        mask: (H, W) int64 class ids.
+        probabilities: (K, H, W) float32 softmax, when asked for (``predict(..., probabilities=True)``), else None.
+        classes: the class names (index = class id).
+    """
+
+    mask: np.ndarray
+    probabilities: np.ndarray | None
+    classes: tuple[str, ...]
+
+
+class SegGraph(DeployGraph):
+    """The exported part of a segmentation run: padded, normalised pair -> logits at the padded size."""
+
+    output_names = ("logits",)
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.model(vis, ir),)
+
+
+def deploy_inputs(module: SegTask) -> InputSpec:
+    """The evaluation transform (no resize; the normalisation of ``data:``), padded to the patch multiple."""
+    transform = build_transforms(module.cfg, train=False, ignore_index=module.ignore_index)
+    if len(transform.steps) != 1:  # the evaluation pipeline is the normalisation alone (native size)
+        raise ConfigError(f"the segmentation evaluation transform has steps {transform.steps}; the Predictor knows "
+                          "only the normalisation. Describe the new step in ivtune.tasks.seg.task.deploy_inputs.")
+    return InputSpec.from_normalize(transform.steps[-1], pad_multiple=module.model.backbone.input_multiple)
+
+
+def deploy_info(module: SegTask) -> dict[str, Any]:
+    return {"classes": list(module.classes), "palette": [list(c) for c in module.palette or []],
+            "ignore_index": module.ignore_index}
+
+
+def deploy_postprocess(outputs: dict[str, torch.Tensor], ctx: PredictContext, info: dict[str, Any],
+                       probabilities: bool = False) -> SegPrediction:
+    """Logits cropped to the image (and resized back if the transform resized it) -> class ids (+ softmax)."""
+    h, w = ctx.input_size
+    logits = outputs["logits"][..., :h, :w].float()
+    if tuple(ctx.orig_size) != (h, w):
+        logits = F.interpolate(logits, size=tuple(ctx.orig_size), mode="bilinear", align_corners=False)
+    probs = logits.softmax(1)[0].numpy() if probabilities else None
+    return SegPrediction(logits.argmax(1)[0].numpy(), probs, tuple(info["classes"]))
+
+
+DEPLOY = TaskDeployment(deploy_inputs, SegGraph, deploy_info, deploy_postprocess)
+
+
+def predict(predictor: PairPredictor, pairs: list[tuple[str, Path, Path]], out_dir: Path) -> list[Path]:
     """Writes ``NAME_mask.png`` (palette PNG of class indices), ``NAME_color.png`` and ``NAME_overlay.png``."""
     from PIL import Image
 
+    from ...checkpoint import atomic_write
+    from ...data.io import write_image
     from ...viz import colorize_mask, overlay
 
-    palette = module.palette
+    classes = predictor.info["classes"]
+    palette = [tuple(c) for c in predictor.info["palette"]]
     flat = [c for rgb_ in palette for c in rgb_]
 
-    def run(model, sample, dev):
-        return predict_logits(model, sample["vis"][None].to(dev), sample["ir"][None].to(dev))
-
-    def write(name, rgb, thermal, sample, logits, out) -> Path:
-        mask = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+    def write(name, rgb, thermal, result: SegPrediction, out) -> Path:
+        mask = result.mask.astype(np.uint8)
         index_png = Image.fromarray(mask, mode="P")
         index_png.putpalette(flat + [0] * (768 - len(flat)))
-        index_png.save(out / f"{name}_mask.png")
+        write_image(out / f"{name}_mask.png", index_png)  # atomic: a full disk leaves no partial file
         color = colorize_mask(mask, palette)
-        Image.fromarray(color).save(out / f"{name}_color.png")
-        Image.fromarray(overlay(rgb, color)).save(out / f"{name}_overlay.png")
+        write_image(out / f"{name}_color.png", color)
+        write_image(out / f"{name}_overlay.png", overlay(rgb, color))
         return out / f"{name}_mask.png"
 
-    transform = build_transforms(cfg, train=False, ignore_index=module.ignore_index)
-    written = predict_loop(module.model, transform, pairs, out_dir, device, plain_raw_sample, run, write)
-    (out_dir / "classes.json").write_text(json.dumps({"classes": module.classes, "palette": palette}, indent=2))
+    written = predict_files(predictor, pairs, out_dir, write)
+    text = json.dumps({"classes": classes, "palette": palette}, indent=2)
+    atomic_write(out_dir / "classes.json", lambda tmp: Path(tmp).write_text(text))
     return written
 
 
-TASK = Task(
-    name="seg",
-    description="semantic segmentation (mIoU per condition)",
-    data_config=SegDataConfig,
-    datasets=DATASETS,
-    build_dataset=build_dataset,
-    collate=collate_pairs,
-    dataset_info=dataset_info,
-    build_module=build_module,
-    write_report=write_eval_report,
-    format_results=format_results,
-    predict=predict,
-)
+# name, description, data section, datasets, then the functions in the order of the Task fields
+TASK = Task("seg", "semantic segmentation (mIoU per condition)",
+            SegDataConfig, DATASETS, build_dataset, collate_pairs, dataset_info, build_module,
+            write_eval_report, format_results, predict)

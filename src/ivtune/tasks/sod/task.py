@@ -17,6 +17,7 @@ A split may name another dataset: ``DATASET/SPLIT`` (e.g. ``vt821/test``) reads 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ...config import Config
 from ...data.pairs import collate_pairs
 from ...engine.backbone import backbone_from_config
 from ...engine.module import IVTaskModule
-from ...engine.predict import plain_raw_sample, predict_loop
+from ...engine.predict import DeployGraph, InputSpec, PairPredictor, PredictContext, TaskDeployment, predict_files
 from ...engine.task import Task
 from ...errors import ConfigError
 from .config import SODDataConfig
@@ -50,10 +51,7 @@ def build_transforms(cfg: Config, train: bool):
         rotation=d.rotation,
         rotation_p=d.rotation_p,
         photometric=d.photometric,
-        ir_norm=d.ir_norm,
-        ir_mean=d.ir_mean,
-        ir_std=d.ir_std,
-        ir_channels=d.ir_channels,
+        **d.normalization(),
         gt_noise=d.gt_noise,
     )
 
@@ -143,12 +141,6 @@ class SODTask(IVTaskModule):
         super().__init__(cfg)
         self.model = build_sod_model(cfg)
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(vis, ir)
-
-    def loss_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"loss": self.model.loss(self.model(batch["vis"], batch["ir"]), batch["mask"])}
-
     def eval_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         return predict_saliency(self.model, batch["vis"], batch["ir"])
 
@@ -185,35 +177,60 @@ def format_results(results: dict[str, dict]) -> str:
                      "images)" for key, res in results.items())
 
 
-def predict(module: SODTask, cfg: Config, pairs: list[tuple[str, Path, Path]], out_dir: Path,
-            device: str = "cpu") -> list[Path]:
+# ---------------------------------------------------------------------------------------------------- deployment
+@dataclass(frozen=True)
+class SODPrediction:
+    """One pair's saliency map at the input image's size: (H, W) float64 in [0, 1], min-max normalised per image
+    and resized bilinearly from the model's input size, exactly as the evaluation scores it (:func:`to_gt_size`)."""
+
+    saliency: np.ndarray
+
+
+class SODGraph(DeployGraph):
+    """The exported part of an SOD run: padded, normalised pair -> sigmoid of the final output (B, 1, H, W)."""
+
+    output_names = ("saliency",)
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.sigmoid(self.model(vis, ir)[0].float()),)
+
+
+def deploy_inputs(module: SODTask) -> InputSpec:
+    """The evaluation transform: resize to ``data.size`` (if set), the normalisation, padding to the patch multiple."""
+    transform = build_transforms(module.cfg, train=False)
+    size = module.cfg.data.size
+    return InputSpec.from_normalize(transform.steps[-1], size=tuple(size) if size else None,
+                                    pad_multiple=module.model.backbone.input_multiple)
+
+
+def deploy_info(module: SODTask) -> dict[str, Any]:
+    return {"classes": ["background", "salient"]}
+
+
+def deploy_postprocess(outputs: dict[str, torch.Tensor], ctx: PredictContext, info: dict[str, Any]
+                       ) -> SODPrediction:
+    h, w = ctx.input_size
+    return SODPrediction(to_gt_size(outputs["saliency"][0, :, :h, :w].float(), tuple(ctx.orig_size)))
+
+
+DEPLOY = TaskDeployment(deploy_inputs, SODGraph, deploy_info, deploy_postprocess)
+
+
+def predict(predictor: PairPredictor, pairs: list[tuple[str, Path, Path]], out_dir: Path) -> list[Path]:
     """Writes ``NAME.png`` (saliency 0-255 at the input's original size) and ``NAME_panel.png`` (VIS | IR | map)."""
-    from PIL import Image
+    from ...data.io import write_image
 
-    def run(model, sample, dev):
-        return predict_saliency(model, sample["vis"][None].to(dev), sample["ir"][None].to(dev))
-
-    def write(name, rgb, thermal, sample, prob, out) -> Path:
-        sal = np.round(to_gt_size(prob[0], rgb.shape[:2]) * 255).astype(np.uint8)
-        Image.fromarray(sal, "L").save(out / f"{name}.png")
+    def write(name, rgb, thermal, result: SODPrediction, out) -> Path:
+        sal = np.round(result.saliency * 255).astype(np.uint8)
+        write_image(out / f"{name}.png", sal)  # atomic: a full disk leaves no partial file
         panel = np.concatenate([rgb, np.repeat(thermal[..., None], 3, 2), np.repeat(sal[..., None], 3, 2)], axis=1)
-        Image.fromarray(panel).save(out / f"{name}_panel.png")
+        write_image(out / f"{name}_panel.png", panel)
         return out / f"{name}.png"
 
-    return predict_loop(module.model, build_transforms(cfg, train=False), pairs, out_dir, device, plain_raw_sample,
-                        run, write)
+    return predict_files(predictor, pairs, out_dir, write)
 
 
-TASK = Task(
-    name="sod",
-    description="RGB-T salient object detection (S, F, E, MAE per dataset)",
-    data_config=SODDataConfig,
-    datasets=SOD_DATASETS,
-    build_dataset=build_dataset,
-    collate=collate_pairs,
-    dataset_info=dataset_info,
-    build_module=build_module,
-    write_report=write_eval_report,
-    format_results=format_results,
-    predict=predict,
-)
+# name, description, data section, datasets, then the functions in the order of the Task fields
+TASK = Task("sod", "RGB-T salient object detection (S, F, E, MAE per dataset)",
+            SODDataConfig, SOD_DATASETS, build_dataset, collate_pairs, dataset_info, build_module,
+            write_eval_report, format_results, predict)

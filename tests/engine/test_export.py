@@ -1,0 +1,189 @@
+"""ONNX export: onnxruntime reproduces torch per task and backbone family; metadata round trip; named errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ivtune.cli import main
+from ivtune.runner import load_config
+from ivtune.runner.export import ExportError, OnnxModelError, export_module, export_onnx
+from ivtune.runner.predictor import Predictor
+from ivtune.runner.run import build_module_seeded, train
+from ivtune.tasks import get_task
+from tests.conftest import SHARED, requires_shared
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+pytestmark = pytest.mark.slow  # each export traces, translates and checks a graph: tens of seconds on 2 cores
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = {"seg": REPO / "configs" / "seg" / "synthetic_tiny.yaml",
+           "sod": REPO / "configs" / "sod" / "synthetic_tiny.yaml",
+           "det": REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"}
+FAMILIES = {  # backbone overrides of the tiny configs: a plain ViT and a hierarchical Swin (conftest TINY)
+    "vit": [],
+    "swin": ["model.backbone=swin_tiny_patch4_window7_224",
+             "model.timm_kwargs={embed_dim: 32, depths: [1, 1, 2, 1], num_heads: [1, 2, 4, 8], img_size: [96, 128]}"],
+}
+INFO = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0], [200, 0, 0], [0, 200, 0]], "ignore_index": 255}
+MSRS = SHARED / "data" / "real" / "msrs_det"
+
+
+def module_of(task: str, family: str, *extra: str):
+    cfg = load_config(CONFIGS[task], FAMILIES[family] + list(extra))
+    return build_module_seeded(get_task(cfg.task), cfg, INFO).eval()
+
+
+def _images(h: int, w: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 256, (h, w), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("task", ["seg", "sod", "det"])
+def test_onnxruntime_reproduces_torch(task, family, tmp_path):
+    module = module_of(task, family)
+    size = {"seg": (64, 96) if family == "vit" else (96, 128), "sod": None, "det": (128, 160)}[task]
+    report = export_module(module, tmp_path / "m.onnx", size=size)
+    enforced = [c for c in report.checks if c["enforced"]]
+    assert enforced and all(c["max_abs_diff"] <= c["limit"] for c in enforced), report.format()
+    if task == "det":
+        assert {c["what"] for c in enforced} >= {"detection boxes (px)", "detection scores"}
+    # the Predictor over the file gives what the torch Predictor gives, on an image the graph takes after the resize
+    torch_p, onnx_p = Predictor.from_module(module), Predictor.from_onnx(tmp_path / "m.onnx")
+    assert onnx_p.backend.fixed_size == tuple(report.size)
+    hw = {"seg": report.size, "sod": (70, 90), "det": (120, 150)}[task]  # det: 120x150 -> 128x160 after the resize
+    vis, ir = _images(*hw)
+    a, b = torch_p.predict(vis, ir), onnx_p.predict(vis, ir)
+    if task == "seg":
+        np.testing.assert_array_equal(a.mask, b.mask)
+    elif task == "sod":
+        np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_dynamic_sizes_where_supported(tmp_path):
+    report = export_module(module_of("sod", "vit"), tmp_path / "dyn.onnx", dynamic=True)
+    assert report.size is None and {tuple(c["size"]) for c in report.checks} == {(96, 128), (112, 160)}
+    assert all(c["max_abs_diff"] <= c["limit"] for c in report.checks), report.format()
+    p = Predictor.from_onnx(tmp_path / "dyn.onnx")
+    assert p.backend.fixed_size is None
+    # the segmentation head resizes to int() sizes while tracing: --dynamic says so and names the fix
+    with pytest.raises(ExportError, match=r"--dynamic is not supported for vit_small_patch16_224 .*--size H W"):
+        export_module(module_of("seg", "vit"), tmp_path / "seg.onnx", dynamic=True)
+    assert not (tmp_path / "seg.onnx").exists()
+
+
+def test_metadata_describes_the_graph(tmp_path):
+    module = module_of("det", "vit")
+    export_module(module, tmp_path / "d.onnx", size=(128, 160))
+    model = onnx.load(str(tmp_path / "d.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    inputs = json.loads(meta["ivtune.inputs"])
+    assert meta["ivtune.format"] == "ivtune-onnx/1" and meta["ivtune.task"] == "det"
+    assert json.loads(meta["ivtune.class_names"]) == INFO["classes"]
+    assert inputs["vis_mean"] == pytest.approx([0.485, 0.456, 0.406]) and inputs["ir_channels"] == 3
+    assert inputs["short_side"] == 128 and inputs["max_size"] == 224 and inputs["pad_multiple"] == 32
+    assert "decode_dense" in meta["ivtune.postprocess"] and meta["ivtune.size"] == "128x160"
+    assert [i.name for i in model.graph.input] == ["vis", "ir"]
+    shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert shapes == [[1, 3, 128, 160], [1, 3, 128, 160]]
+    with pytest.raises(Exception, match="128x165 after the run's resize .* --size 128 192"):
+        Predictor.from_onnx(tmp_path / "d.onnx").predict(*_images(100, 129))  # wider than the graph
+
+
+def test_unexportable_head_and_bad_size_are_named(tmp_path):
+    with pytest.raises(ExportError, match="model.head fasterrcnn cannot be exported.*fcos or retinanet"):
+        export_module(module_of("det", "vit", "model.head=fasterrcnn"), tmp_path / "f.onnx", size=(128, 160))
+    with pytest.raises(ExportError, match=r"--size 70 90 is not a multiple of 16 .*--size 80 96"):
+        export_module(module_of("seg", "vit"), tmp_path / "s.onnx", size=(70, 90))
+    with pytest.raises(ExportError, match="--size H W"):
+        export_module(module_of("seg", "vit"), tmp_path / "s.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_corrupted_and_foreign_files_are_named_errors(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07not a protobuf at all")
+    with pytest.raises(OnnxModelError, match="cannot be loaded as an ONNX model"):
+        Predictor.from_onnx(bad)
+    with pytest.raises(OnnxModelError, match="not found"):
+        Predictor.from_onnx(tmp_path / "missing.onnx")
+    from onnx import TensorProto, helper
+
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 4, 4]) for n in ("vis", "ir", "y")]
+    graph = helper.make_graph([helper.make_node("Add", ["vis", "ir"], ["y"])], "foreign", value[:2], value[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(OnnxModelError, match="no ivtune metadata .* foreign ONNX model"):
+        Predictor.from_onnx(tmp_path / "foreign.onnx")
+
+
+@pytest.fixture(scope="module")
+def det_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    return train(CONFIGS["det"], [f"train.output_dir={tmp}", "train.run_name=det", "train.max_steps=3",
+                                  "train.val_every=3", "train.checkpoint_every=3", "data.num_samples=6",
+                                  "data.batch_size=2"])
+
+
+def test_cli_export_writes_and_reports(det_run, tmp_path):
+    res = CliRunner().invoke(main, ["export", str(det_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                                    "--size", "128", "160"])
+    assert res.exit_code == 0, res.output
+    assert "onnx.checker ok" in res.output and "detection boxes (px)" in res.output
+    res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "x.onnx"), "--size", "100", "160"])
+    assert res.exit_code == 2 and "error: --size 100 160 is not a multiple of 32" in res.output
+
+
+@pytest.mark.shared
+@requires_shared(MSRS)
+def test_onnx_reproduces_the_run_on_real_msrs_pairs(det_run, tmp_path):
+    from ivtune.runner.predict import match_pairs
+
+    # 640x480 -> the run's resize (short side 128, long side capped at 224) -> 128x171, padded to 128x192
+    export_onnx(det_run, tmp_path / "det.onnx", size=(128, 192))
+    torch_p, onnx_p = Predictor.from_run(det_run), Predictor.from_onnx(tmp_path / "det.onnx")
+    assert onnx_p.spec == torch_p.spec and onnx_p.info == torch_p.info
+    pairs = match_pairs(MSRS / "vis", MSRS / "ir")
+    assert len(pairs) == 20
+    total = 0
+    for _, vis, ir in pairs:
+        a, b = torch_p.predict(vis, ir), onnx_p.predict(vis, ir)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        assert a.boxes[:, 2].max(initial=0) <= 640 and a.boxes[:, 3].max(initial=0) <= 480  # MSRS pixels
+        total += len(a.labels)
+    assert total > 0
+    # `ivtune predict` over the ONNX file writes what it writes over the run
+    from ivtune.runner.predict import predict_pairs
+
+    one = tmp_path / "one"
+    (one / "vis").mkdir(parents=True)
+    (one / "ir").mkdir()
+    for sub in ("vis", "ir"):
+        (one / sub / "00004N.png").write_bytes((MSRS / sub / "00004N.png").read_bytes())
+    a = predict_pairs(det_run, one / "vis", one / "ir", tmp_path / "a")
+    b = predict_pairs(None, one / "vis", one / "ir", tmp_path / "b", onnx=tmp_path / "det.onnx")
+    ja = json.loads((tmp_path / "a" / "detections.json").read_text())["detections"]
+    jb = json.loads((tmp_path / "b" / "detections.json").read_text())["detections"]
+    assert [p.name for p in a] == [p.name for p in b] and len(ja) == len(jb)
+    assert [d["category_id"] for d in ja] == [d["category_id"] for d in jb]
+
+
+def test_example_inputs_are_fixed():
+    from ivtune.runner.export import example_inputs
+
+    a, b = example_inputs((32, 48), 1), example_inputs((32, 48), 1)
+    assert torch.equal(a[0], b[0]) and a[1].shape == (1, 1, 32, 48)
