@@ -11,6 +11,11 @@ ends first, then COCO mAP / AP50 are computed on the test scenes, overall and pe
     python benchmarks/detection.py --budget-s 300                   # tiny random-init ViT, minutes on 2 CPU cores
     python benchmarks/detection.py --weights PATH/dinov2_vits14.safetensors --budget-s 600   # a real frozen backbone
     python benchmarks/detection.py --smoke --out /tmp/x              # 2 steps, tiny: seconds (the test suite)
+    python benchmarks/detection.py --head rtdetr --weights PATH --steps 1000   # RT-DETR (the detr extra) instead
+
+``--head rtdetr`` reads ``configs/det/synthetic_tiny_rtdetr.yaml`` (a small RT-DETRv2; with ``--weights`` its width
+is 128, as the FCOS FPN's there) and also writes ``<stem>_loss.png``: DETRs converge slowly, the curves show
+whether the budget was long enough.
 
 Results: ``--out`` (default ``benchmarks/results``) ``detection_<machine>.json`` and ``.md``.
 """
@@ -29,9 +34,11 @@ import torch
 from machine_info import describe, machine, machine_tag
 
 from ivtune.methods import get_method
+from ivtune.tasks.det.model import HEADS
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
+CONFIGS = {"rtdetr": REPO / "configs" / "det" / "synthetic_tiny_rtdetr.yaml"}  # head -> its config; else CONFIG
 # "method" or "method:adapter_init"; zeros = the adapters' last projections start at zero (identity at step 0)
 VARIANTS = ("iv-tuning", "iv-tuning:zeros", "vis-only-full")
 
@@ -48,8 +55,9 @@ def overrides_for(args: argparse.Namespace, variant: str) -> list[str]:
     if method != "iv-tuning":  # adapters only exist with iv-tuning
         o.append("model.adapter_dropout=0.0")
     if args.weights:
+        width = "d_model" if args.detector == "rtdetr" else "fpn_channels"
         o += ["model.backbone=vit_small_patch14_dinov2", f"model.weights={args.weights}",
-              "model.timm_kwargs={dynamic_img_size: true}", "model.head_kwargs.fpn_channels=128"]
+              "model.timm_kwargs={dynamic_img_size: true}", f"model.head_kwargs.{width}=128"]
     return o + list(args.set)
 
 
@@ -122,12 +130,41 @@ def train_and_eval(cfg, args: argparse.Namespace) -> dict[str, Any]:
             r = coco_evaluate(subset_coco(gt, ids), [d for d in dets if d["image_id"] in ids])
             results[name] = {"mAP": r["mAP"], "AP50": r["AP50"], "images": len(ids)}
     k = max(1, min(5, len(losses) // 2))
+    w = max(1, len(losses) // 40)  # the loss curve: means over windows of w steps, about 40 points
     return {"steps": steps, "train_s": round(train_s, 1), "trainable_backbone_params": trainable,
             "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4),
             # each loss term at the end (mean of the last 10 % of steps): which part of the detector did not learn
             "loss_last_parts": {n: round(sum(v[-m:]) / m, 4) for n, v in components.items()
                                 for m in [max(1, len(v) // 10)]},
+            "loss_curve": {"window": w, "steps": [min(i + w, len(losses)) for i in range(0, len(losses), w)],
+                           "loss": [round(sum(losses[i:i + w]) / len(losses[i:i + w]), 4)
+                                    for i in range(0, len(losses), w)]},
             "results": results}
+
+
+def plot_loss_curves(rows: dict[str, Any], path: Path, title: str) -> Path:
+    """One training-loss curve per method (the window means of ``loss_curve``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for method, row in rows.items():
+        ax.plot(row["loss_curve"]["steps"], row["loss_curve"]["loss"], label=method)
+    ax.set(xlabel="step", ylabel="training loss (window mean)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def last_layer_terms(parts: dict[str, float]) -> dict[str, float]:
+    """The loss terms to print: RT-DETR's ~30 (every decoder layer, the encoder's queries, denoising) shrink to the
+    last decoder layer's; the report's JSON keeps them all."""
+    return {k: v for k, v in parts.items() if "_aux_" not in k and "_dn_" not in k}
 
 
 def write_report(payload: dict[str, Any], out_dir: Path, stem: str) -> Path:
@@ -137,7 +174,8 @@ def write_report(payload: dict[str, Any], out_dir: Path, stem: str) -> Path:
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
     precision = "bf16 autocast" if args.device.startswith("cuda") else "fp32"
     lines = [f"# Detection on synthetic scenes ({args.detector})", "",
-             f"Machine: {describe(payload['machine'])}; {args.device}, {precision}.", "",
+             f"Machine: {describe(payload['machine'])}; {args.device}, {precision}."
+             + (f" {args.note}" if getattr(args, "note", None) else ""), "",
              f"Budget {args.budget_s:.0f} s or {args.steps} steps per method, {args.train_samples} train / "
              f"{args.test_samples} test scenes, batch {args.batch_size}, backbone "
              f"{'DINOv2-S (' + args.weights + ')' if args.weights else 'tiny random-init ViT'}; lr {args.lr} (IV "
@@ -163,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="methods to compare, 'method' or 'method:adapter_init' (default: %(default)s)")
     p.add_argument("--budget-s", type=float, default=300.0, help="training wall time per method (seconds)")
     p.add_argument("--steps", type=int, default=100_000, help="at most this many steps per method")
-    p.add_argument("--detector", default="fcos", choices=("fcos", "retinanet", "fasterrcnn"))
+    p.add_argument("--head", "--detector", dest="detector", default="fcos", choices=HEADS,
+                   help="model.head of every variant (rtdetr: the detr extra; default %(default)s)")
     p.add_argument("--train-samples", type=int, default=128)
     p.add_argument("--test-samples", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=4)
@@ -171,16 +210,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr-full", type=float, default=1e-4, help="lr of methods that train the backbone weights")
     p.add_argument("--head-lr", type=float, default=2e-3, help="lr of the FPN + detector head, every method")
     p.add_argument("--weights", default=None, help="local DINOv2-S file: use vit_small_patch14_dinov2 frozen")
-    p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--config", default=None, help="default: the head's synthetic_tiny_*.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every variant, e.g. data.height=256 (repeatable)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present; bf16 autocast there)")
+    p.add_argument("--note", default=None, help="a sentence for the report's machine line (e.g. the load)")
     p.add_argument("--smoke", action="store_true", help="2 steps, 8 + 4 scenes: checks the script runs")
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.train_samples, args.test_samples, args.batch_size = 2, 8, 4, 2
+    args.config = args.config or str(CONFIGS.get(args.detector, CONFIG))
 
     from ivtune import load_config
 
@@ -193,11 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{method:>16}: {rows[method]['steps']} steps in {rows[method]['train_s']} s, loss "
               f"{rows[method]['loss_first']} -> {rows[method]['loss_last']}; AP50 all / day / night "
               + " / ".join(f"{r.get(c, {}).get('AP50', float('nan')):.2f}" for c in ("all", "day", "night"))
-              + f"; last losses {rows[method]['loss_last_parts']}", flush=True)
+              + f"; last losses {last_layer_terms(rows[method]['loss_last_parts'])}", flush=True)
     mach = machine(args.device)
     payload = {"machine": mach, "args": vars(args), "methods": rows}
     stem = f"detection_{machine_tag(mach)}" + ("_smoke" if args.smoke else "")
     out = write_report(payload, Path(args.out), stem)
+    if args.detector == "rtdetr":
+        plot_loss_curves(rows, out.with_name(f"{stem}_loss.png"), f"{args.detector} on synthetic scenes")
     print(f"wrote {out}.json / .md")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, load_run_model, train
 from ivtune.tasks.det.task import DetTask, format_results
 from tests.conftest import SHARED, requires_shared, retarget
+from tests.task_tester import ddp_evaluate
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
@@ -105,7 +105,7 @@ def test_dataset_options_and_transform_keys_are_separate_typed_keys():
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "det").glob("*.yaml")))
 def test_det_configs_load(name):
     cfg = load_config(REPO / "configs" / "det" / name)
-    assert cfg.task == "det" and cfg.model.head in ("fcos", "fasterrcnn", "retinanet")
+    assert cfg.task == "det" and cfg.model.head in ("fcos", "fasterrcnn", "retinanet", "rtdetr")
     if "swin_l" in name:  # the authors' optimiser: AdamW, wd 1e-4, grad-norm clip 0.1, head lr 1e-4 = 10 x backbone
         o = cfg.optim
         assert (o.name, o.weight_decay, o.grad_clip_norm, o.lr * o.head_lr_mult) == ("adamw", 1e-4, 0.1, 1e-4)
@@ -160,13 +160,7 @@ def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # detections must give the one-process COCO numbers
     extra = ["data.num_samples=5", "data.eval_batch_size=2"]
     one = evaluate(run_dir, overrides=extra, out_dir=tmp_path / "one")
-    args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
-    for o in [*extra, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:
-        args += ["--set", o]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())["results"]
+    two = ddp_evaluate(run_dir, extra, tmp_path)["results"]
     assert set(two) == set(one)
     for cond in one:
         assert two[cond]["num_images"] == one[cond]["num_images"], cond

@@ -66,7 +66,14 @@ class ModelConfig(Section):
         timm_kwargs: extra ``timm.create_model`` kwargs (``img_size``, ``drop_path_rate``, tiny ``depth`` ...).
         head: task head name (segmentation: ``segformer``).
         head_kwargs: kwargs of the head.
+        detector_weights: detection, ``head: rtdetr``: a trained RT-DETR's local state dict (``.safetensors`` /
+            ``.bin`` / ``.pth``, e.g. COCO-trained) loaded into the encoder and decoder after construction; its
+            backbone and every tensor whose shape differs (class heads, input projections) are skipped and named
+            in the log. null: the detector starts from random init.
         grad_checkpointing: recompute backbone block activations in backward (saves memory, costs time).
+        compile: compile the backbone's blocks with ``torch.compile`` (``IVBackbone.compile``: regional, static
+            shapes; CUDA graphs for inference without gradients on a GPU). The first steps at each input size
+            compile (seconds to minutes); use a few fixed sizes when training multi-scale.
     """
 
     _section: ClassVar[str] = "model"
@@ -82,7 +89,9 @@ class ModelConfig(Section):
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     head: str = "segformer"
     head_kwargs: dict[str, Any] = field(default_factory=dict)
+    detector_weights: str | None = None
     grad_checkpointing: bool = False
+    compile: bool = False
 
     def _check(self) -> None:
         self._nonempty("backbone")
@@ -109,6 +118,7 @@ class ModelConfig(Section):
             if key in self.timm_kwargs:
                 self._bad("timm_kwargs", f"must not contain {key!r}: {why}. Remove model.timm_kwargs.{key}")
         self._nonempty("head")
+        self._nonempty("detector_weights", optional=True)
 
     def resolved_method_config(self) -> Any:
         """The method's config object: ``method_config`` with the two shortcuts applied."""
@@ -203,6 +213,11 @@ class TrainConfig(Section):
         run_name: the run directory's name; null lets the engine name it.
         deterministic: ask PyTorch for deterministic kernels.
         progress_bar: show Lightning's progress bar.
+        modality_dropout: per training sample, the probability of dropping one modality (VIS or IR, equally
+            likely), which becomes the missing-modality input of ``ivtune eval --degrade ir:missing``
+            (docs/METHOD.md section 14); 0: off.
+        misalign: per training sample, shift the IR image by a random integer offset in [-misalign, misalign]
+            pixels in x and y (as ``--degrade shift=DX,DY``; targets stay in the visible frame); 0: off.
     """
 
     _section: ClassVar[str] = "train"
@@ -221,6 +236,8 @@ class TrainConfig(Section):
     run_name: str | None = None
     deterministic: bool = False
     progress_bar: bool = True
+    modality_dropout: float = 0.0
+    misalign: int = 0
 
     def _check(self) -> None:
         for name in ("max_steps", "val_every", "log_every", "checkpoint_every"):
@@ -240,6 +257,9 @@ class TrainConfig(Section):
         if self.run_name is not None and ("/" in self.run_name or "\\" in self.run_name):
             self._bad("run_name", f"is one directory name, without '/', got {self.run_name!r}; "
                                   "put parent directories in train.output_dir")
+        if not 0.0 <= self.modality_dropout <= 1.0:
+            self._bad("modality_dropout", f"is a probability in [0, 1], got {self.modality_dropout}")
+        self._at_least("misalign", 0)
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,4 @@
-"""``DetectionModel``: IV backbone (VIS + IR) -> FPN neck -> a torchvision detector's heads (docs/METHOD.md section 9.3).
+"""``DetectionModel``: IV backbone (VIS + IR) -> FPN neck -> a torchvision detector's heads (docs/METHOD.md 9.3).
 
 torchvision's detectors normalise, resize and batch ONE image list in ``GeneralizedRCNNTransform``. Here the two
 images of a pair arrive already normalised by the dataset transforms, so that transform is bypassed: VIS and IR are
@@ -14,6 +14,7 @@ by one inside; FCOS and RetinaNet classify with per-class sigmoids and need no b
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,11 +30,14 @@ from torchvision.ops import MultiScaleRoIAlign
 from ...errors import ConfigError, InputShapeError
 from .fcos_regression import ExpScaleRegressionHead
 from .neck import DetNeck
+from .rtdetr import RTDETRDetector
 
 # FCOS box sides: "exp" = exp(scale_i * x) as in the FCOS paper (see fcos_regression.py), "relu" = torchvision's
 FCOS_BOX_SIDES = ("exp", "relu")
 # detector -> (default backbone levels, extra FPN levels); torchvision's own FPN layouts
 DETECTORS = {"fcos": ((1, 2, 3), "p6p7"), "retinanet": ((1, 2, 3), "p6p7"), "fasterrcnn": ((0, 1, 2, 3), "maxpool")}
+# every value of model.head: the torchvision detectors above and RT-DETR (transformers, the ``detr`` extra)
+HEADS = (*DETECTORS, "rtdetr")
 
 
 class _NoBackbone(nn.Module):
@@ -256,3 +260,25 @@ class DetectionModel(nn.Module):
         if score_thresh is not None:
             out = [{k: v[d["scores"] >= score_thresh] for k, v in d.items()} for d in out]
         return out
+
+
+def build_detector(backbone: nn.Module, head: str, num_classes: int, **head_kwargs: Any) -> nn.Module:
+    """The detector ``head`` on ``backbone``: :class:`DetectionModel` for the torchvision detectors (``fcos``,
+    ``retinanet``, ``fasterrcnn``), :class:`~ivtune.tasks.det.rtdetr.RTDETRDetector` for ``rtdetr``; both take
+    ``forward(vis, ir, targets=None)`` and ``predict`` alike, so the engine runs either unchanged.
+
+    Raises:
+        ConfigError: unknown ``head`` (the message lists every one), a keyword the detector does not take (the
+            message lists those it does), or ``rtdetr`` without the ``detr`` extra installed.
+    """
+    if head not in HEADS:
+        raise ConfigError(f"unknown detector head {head!r} (model.head); available: {', '.join(HEADS)}.")
+    cls, args = (RTDETRDetector, {}) if head == "rtdetr" else (DetectionModel, {"detector": head})
+    # checked here so that a misspelt model.head_kwargs key is a config error naming the key, not a TypeError
+    accepted = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.KEYWORD_ONLY
+                or (p.kind is p.POSITIONAL_OR_KEYWORD and n not in ("backbone", "detector"))]
+    unknown = sorted(set(head_kwargs) - set(accepted) | ({"num_classes"} & set(head_kwargs)))
+    if unknown:
+        raise ConfigError(f"model.head_kwargs {unknown} are not options of model.head {head!r}; its options: "
+                          f"{', '.join(a for a in accepted if a != 'num_classes')}.")
+    return cls(backbone, num_classes=num_classes, **args, **head_kwargs)

@@ -30,11 +30,12 @@ Other choices:
   as the torchvision ``DetectionModel`` does: timm's Swin has only a final norm), or the ViT / EVA
   pseudo-pyramid's x2 / x1 / x0.5 maps.
 - Inputs of any size are padded bottom / right with 0 (the mean colour after normalisation) to a multiple of
-  lcm(patch size, 32): the encoder's FPN upsamples by exactly 2 and concatenates, so the three maps must be exactly
-  2x apart (patch 16 and Swin: 32; patch 14: 224, so pad / resize patch-14 inputs near such sizes). Boxes are
-  predicted in [0, 1] of the padded input. RT-DETR's encoder and decoder take no padding mask (HF ignores the masks
-  the backbone returns; the original code has none), so padding is seen as flat mean-colour image; predictions are
-  clipped to each unpadded image.
+  32 (patch 16 and Swin) or of 42 (patch 14: the smallest multiple of the patch >= 32). The encoder's FPN upsamples
+  by exactly 2 and concatenates, so the three maps must be exactly 2x apart: a patch-14 pyramid that is a row or
+  column off is resized to 4x / 2x the stride-32 map (each map spans the whole padded input, so it stays aligned).
+  Boxes are predicted in [0, 1] of the padded input. RT-DETR's encoder and decoder take no padding mask (HF
+  ignores the masks the backbone returns; the original code has none), so padding is seen as flat mean-colour
+  image; predictions are clipped to each unpadded image.
 - The DETR loss has no notion of an ignore region: ``ignore`` boxes are removed from the targets, so they are never
   matched as positives; a query that fires on one is unmatched and, like every unmatched query, gets the no-object
   target of the classification loss (it is not rewarded, and its score is pushed down as background). Ignored regions
@@ -135,9 +136,16 @@ class IVFeatureAdapter(nn.Module):
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         vis, ir = pixel_values[:, :3], pixel_values[:, 3:]
         maps = self.iv_backbone(vis, ir)
+        # the encoder's FPN / PAN need each map exactly 2x the next coarser one; a patch-14 pyramid (ceil(H / s)
+        # of an input padded to a multiple of 42) can be a row or column off: bring those to 4x / 2x the
+        # stride-32 map. Every map spans the whole padded input, so the resize keeps it aligned with the boxes.
+        h, w = maps[self.levels[-1]].shape[-2:]
         out = []
         for k, i in enumerate(self.levels):
             x = maps[i] if self.norms is None else self.norms[k](maps[i])
+            size = (h * 2 ** (len(self.levels) - 1 - k), w * 2 ** (len(self.levels) - 1 - k))
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             # the valid-pixel mask at this level, as HF's own backbone returns it (the encoder does not read it)
             mask = F.interpolate(pixel_mask[None].float(), size=x.shape[-2:]).to(torch.bool)[0]
             out.append((x, mask))
@@ -228,7 +236,9 @@ class WeightsReport:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise CheckpointMismatchError(f"detector weights file {path} does not exist.")
+        raise CheckpointMismatchError(f"detector weights file {path} (model.detector_weights) does not exist. A "
+                                      "trained run does not need it to evaluate or predict: set "
+                                      "model.detector_weights: null.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -269,7 +279,7 @@ class RTDETRDetector(nn.Module):
         num_denoising: denoising queries per image in training (100; 0 turns denoising off).
         score_thresh: drop detections scoring below this in eval (0.05: low, for mAP).
         detections_per_img: detections kept per image, best first.
-        size_divisible: pad the batch to a multiple of this; default lcm(patch size, 32).
+        size_divisible: pad the batch to a multiple of this; default 32, or 42 for patch-14 backbones.
         level_norm: trainable per-level LayerNorm on the backbone maps; ``None``: on for hierarchical backbones.
         config_kwargs: further fields of ``RTDetrV2Config`` / ``RTDetrConfig`` (``decoder_ffn_dim``,
             ``encoder_ffn_dim``, ``decoder_n_points``, ``weight_loss_giou``, ``label_noise_ratio``, ...).
@@ -314,11 +324,13 @@ class RTDETRDetector(nn.Module):
                               "RTDETRDetector arguments of the same name (num_labels: num_classes).")
         levels = levels_at_strides(backbone.strides)
         multiple = int(backbone.input_multiple)
-        default_div = multiple * 32 // math.gcd(multiple, 32)
+        # 32 when the patch divides it (the maps are then exactly 2x apart); else the smallest multiple of the patch
+        # >= 32 (patch 14: 42, the torchvision heads' choice), the adapter evening out the last row / column
+        default_div = 32 if 32 % multiple == 0 else multiple * math.ceil(32 / multiple)
         self.size_divisible = int(size_divisible or default_div)
         if self.size_divisible % default_div:
-            raise ConfigError(f"size_divisible {self.size_divisible} must be a multiple of the patch size {multiple} "
-                              f"and of 32 (the encoder's maps must be exactly 2x apart); use {default_div}.")
+            raise ConfigError(f"size_divisible {self.size_divisible} must be a multiple of {default_div} (the patch "
+                              f"size {multiple}, and 32 or more for the stride-32 map); use {default_div}.")
         if level_norm is None:
             level_norm = bool(getattr(getattr(backbone, "family", None), "hierarchical", False))
 
@@ -406,7 +418,15 @@ class RTDETRDetector(nn.Module):
             labels = to_hf_targets(targets, sizes, tuple(pixel_values.shape[-2:]), self.num_classes,
                                    pixel_values.device)
             out = self.hf(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=labels)
-            return dict(out.loss_dict)  # weighted terms; HF's out.loss is their sum
+            parts = dict(out.loss_dict)  # weighted terms; HF's out.loss is their sum
+            if not any(len(t["class_labels"]) for t in labels) and self.hf.config.num_denoising > 0:
+                # no box in the batch: HF builds no denoising group and its label embedding gets no gradient; a
+                # zero term keeps it in the graph, so DDP's default strategy (every parameter reduced every step)
+                # runs on batches of negatives too. The loss is unchanged; the embedding's gradient is 0, not None
+                # (AdamW still decays it, as it does whenever another rank's batch has boxes)
+                first = next(iter(parts))
+                parts[first] = parts[first] + 0.0 * self.hf.model.denoising_class_embed.weight.sum()
+            return parts
         out = self.hf(pixel_values=pixel_values, pixel_mask=pixel_mask)
         return self.postprocess(out, sizes, tuple(pixel_values.shape[-2:]))
 

@@ -19,17 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PairedTransform,
-    Sample,
-    VisPhotometric,
-    build_normalize,
-    check_hflip,
-    positive_pair,
-    resize_image,
-)
+from ...data import transforms as shared  # the shared steps: photometry, normalisation, argument checks
 from ...errors import ConfigError, DataError
 from .dataset import det_to_tensors
 
@@ -51,7 +41,7 @@ class DetFlip:
     def __init__(self, p: float = 0.5):
         self.p = float(p)
 
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(self, s: shared.Sample, rng: np.random.Generator) -> shared.Sample:
         if rng.random() >= self.p:
             return s
         w = s["vis"].shape[-1]
@@ -71,7 +61,7 @@ class DetResize:
         self.sizes = tuple(int(v) for v in sizes)
         self.max_size = max_size
 
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(self, s: shared.Sample, rng: np.random.Generator) -> shared.Sample:
         short = self.sizes[int(rng.integers(len(self.sizes)))] if len(self.sizes) > 1 else self.sizes[0]
         h, w = s["vis"].shape[-2:]
         nh, nw = resized_shape(h, w, short, self.max_size)
@@ -80,14 +70,14 @@ class DetResize:
         meta = dict(s.get("meta", {}))
         old = meta.get("scale", (1.0, 1.0))
         meta["scale"] = (old[0] * sy, old[1] * sx)
-        return dict(s, vis=resize_image(s["vis"], (nh, nw)), ir=resize_image(s["ir"], (nh, nw)), boxes=boxes,
-                    meta=meta)
+        return dict(s, vis=shared.resize_image(s["vis"], (nh, nw)), ir=shared.resize_image(s["ir"], (nh, nw)),
+                    boxes=boxes, meta=meta)
 
     def __repr__(self) -> str:
         return f"DetResize(sizes={self.sizes}, max_size={self.max_size})"
 
 
-def crop_boxes(s: Sample, top: int, left: int, h: int, w: int) -> Sample:
+def crop_boxes(s: shared.Sample, top: int, left: int, h: int, w: int) -> shared.Sample:
     """Crop images to ``[top, top + h) x [left, left + w)``; boxes shifted, clipped, zero-area ones dropped."""
     out = dict(s)
     out["vis"] = s["vis"][..., top:top + h, left:left + w]
@@ -112,7 +102,7 @@ class DetRandomCrop:
     def __init__(self, size: tuple[int, int]):
         self.size = (int(size[0]), int(size[1]))
 
-    def __call__(self, s: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(self, s: shared.Sample, rng: np.random.Generator) -> shared.Sample:
         h, w = s["vis"].shape[-2:]
         ch, cw = min(self.size[0], h), min(self.size[1], w)
         top = int(rng.integers(0, h - ch + 1))
@@ -123,7 +113,7 @@ class DetRandomCrop:
         return f"DetRandomCrop(size={self.size})"
 
 
-def _det_tensors(sample: Sample) -> Sample:
+def _det_tensors(sample: shared.Sample) -> shared.Sample:
     out = det_to_tensors(sample)
     out["meta"] = {"scale": (1.0, 1.0), **out.get("meta", {})}  # resize steps update it
     return out
@@ -135,14 +125,9 @@ def build_det_transforms(
     max_size: int | None = 1333,
     hflip: float = 0.5,
     photometric: bool = True,
-    vis_mean: Sequence[float] = IMAGENET_MEAN,
-    vis_std: Sequence[float] = IMAGENET_STD,
-    ir_norm: str = "imagenet",
-    ir_mean: float | Sequence[float] | None = None,
-    ir_std: float | Sequence[float] | None = None,
-    ir_channels: int = 3,
     crop: int | tuple[int, int] | None = None,
-) -> PairedTransform:
+    **normalize: Any,
+) -> shared.PairedTransform:
     """Build the training or evaluation pipeline for paired detection (module docstring).
 
     Args:
@@ -151,13 +136,10 @@ def build_det_transforms(
         max_size: cap on the long side (None: no cap).
         hflip: horizontal flip probability (training).
         photometric: VIS brightness / contrast / saturation / hue jitter (training).
-        vis_mean: VIS mean in [0, 1] units.
-        vis_std: VIS std in [0, 1] units.
-        ir_norm: ``"imagenet"``, ``"unit"`` or ``"meanstd"`` (needs ``ir_mean`` / ``ir_std``).
-        ir_mean: IR mean for ``"meanstd"``.
-        ir_std: IR std for ``"meanstd"``.
-        ir_channels: 1 or 3 (replicated here).
         crop: training crop (H, W) or int, after the resize; None disables it.
+
+        **normalize: the keyword arguments of :func:`ivtune.data.transforms.build_normalize` (``ir_norm``
+            default ``imagenet``, ``ir_mean``, ``ir_std``, ``ir_channels`` default 3, ``vis_mean``, ``vis_std``).
 
     Returns:
         A :class:`ivtune.data.transforms.PairedTransform` whose first step converts the boxes too.
@@ -170,9 +152,9 @@ def build_det_transforms(
         raise ConfigError(f"sizes must be a positive int or a non-empty list of them, got {sizes!r}.")
     if max_size is not None and max_size <= 0:
         raise ConfigError(f"max_size must be positive or None, got {max_size!r}.")
-    norm = build_normalize(ir_norm, ir_mean, ir_std, ir_channels, vis_mean, vis_std)
-    check_hflip(hflip)
-    crop_hw = positive_pair(crop, "crop")
+    norm = shared.build_normalize(**{"ir_norm": "imagenet", "ir_channels": 3, **normalize})
+    shared.check_hflip(hflip)
+    crop_hw = shared.positive_pair(crop, "crop")
     steps: list[Any] = []
     if train:
         if hflip > 0:
@@ -181,14 +163,14 @@ def build_det_transforms(
         if crop_hw is not None:
             steps.append(DetRandomCrop(crop_hw))
         if photometric:
-            steps.append(VisPhotometric())
+            steps.append(shared.VisPhotometric())
     else:
         steps.append(DetResize((max(size_list),), max_size))
     steps.append(norm)
-    return PairedTransform(steps, convert=_det_tensors)
+    return shared.PairedTransform(steps, convert=_det_tensors)
 
 
-def collate_det(batch: Sequence[Sample]) -> dict[str, Any]:
+def collate_det(batch: Sequence[shared.Sample]) -> dict[str, Any]:
     """Batch detection samples as lists (images may differ in size; detectors take lists).
 
     Returns:
