@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ivtune-installed
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt "torch==2.14.1" "torchvision==0.29.1" -e ".[test,detr]"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt "torch==2.14.1" "torchvision==0.29.1" -e ".[test,detr,analysis,export,hub]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -94,7 +94,10 @@ def test_gradient_checkpointing_matches(key):
         sum(o.sum() for o in out).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     for n in grads[0]:
-        torch.testing.assert_close(grads[0][n], grads[1][n], msg=n)
+        # Swin computes a stage's prompts together without checkpointing and per block with it: the same sums in
+        # another order, so compare to float32 rounding of the largest entry
+        g = grads[0][n]
+        torch.testing.assert_close(g, grads[1][n], rtol=1e-5, atol=1e-5 * float(g.abs().max()), msg=n)
 
 
 @pytest.mark.parametrize("key", ["vit", "eva02", "swin"])

@@ -143,7 +143,8 @@ def test_ddp_two_processes_match_one(tmp_path):
 
 
 def test_preflight_reports_bad_crop(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.crop_size \[100, 160\].*multiple of the patch size 16.*\[112, 160\]"):
+    with pytest.raises(ConfigError,
+                       match=r"data.crop_size \[100, 160\].*multiple of the input multiple.* 16 of .*\[112, 160\]"):
         train(TINY_CONFIG, overrides(tmp_path, "data.crop_size=[100, 160]"))
 
 

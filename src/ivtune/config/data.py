@@ -97,6 +97,11 @@ class DataConfig(Section):
                             f"{getattr(cls, '_dataset', 'this one')}: remove it, or set data.dataset to one of them")
         return None
 
+    def normalization(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`ivtune.data.transforms.build_normalize` this section sets."""
+        return {"ir_norm": self.ir_norm, "ir_mean": self.ir_mean, "ir_std": self.ir_std,
+                "ir_channels": self.ir_channels}
+
     def dataset_options(self) -> dict[str, Any]:
         """The keys of this section that are options of the chosen dataset's builder."""
         return {name: getattr(self, name) for name in self._dataset_options}

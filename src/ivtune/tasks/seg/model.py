@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...backbones.neck import LayerNorm2d
+from ...backbones.neck import LevelNorms, wants_level_norm
 from ...errors import ConfigError, InputShapeError
 from .decoder import build_seg_head, resize_to
 
@@ -75,30 +75,18 @@ class SegmentationModel(nn.Module):
                 f"ignore_index={ignore_index} is a valid class index for num_classes={num_classes}; pick a value "
                 "outside [0, num_classes), e.g. 255."
             )
-        if level_norm is None:
-            level_norm = bool(getattr(getattr(backbone, "family", None), "hierarchical", False))
 
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
-        self.neck = nn.ModuleList(LayerNorm2d(c) for c in out_channels) if level_norm else None
-        self.head = head
         # the neck and head train in full; the backbone's own flags (frozen or not) stay as the method set them
-        if self.neck is not None:
-            self.neck.requires_grad_(True)
-        self.head.requires_grad_(True)
+        self.neck = LevelNorms(out_channels) if wants_level_norm(backbone, level_norm) else None
+        self.head = head.requires_grad_(True)
 
     def forward_features(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """The multi-scale maps the head sees (after the level norms, if any)."""
         feats = list(self.backbone(vis, ir))
-        if self.neck is not None:
-            if len(feats) != len(self.neck):
-                raise InputShapeError(
-                    f"the backbone returned {len(feats)} maps but the model has {len(self.neck)} level norms "
-                    f"(backbone.out_channels={list(self.backbone.out_channels)})."
-                )
-            feats = [norm(f) for norm, f in zip(self.neck, feats, strict=True)]
-        return feats
+        return self.neck(feats) if self.neck is not None else feats
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """vis: (B, 3, H, W), ir: (B, 1 or 3, H, W) -> logits (B, K, H, W) at the input size."""

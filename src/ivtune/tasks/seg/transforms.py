@@ -7,15 +7,12 @@ steps add what is segmentation's own: the label is resized with the images (near
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
 
 from ...data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     PairedTransform,
     RandomHorizontalFlip,
     Sample,
@@ -105,14 +102,9 @@ def build_seg_transforms(
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: float = 0.5,
     photometric: bool = True,
-    vis_mean: Sequence[float] = IMAGENET_MEAN,
-    vis_std: Sequence[float] = IMAGENET_STD,
-    ir_norm: str = "imagenet",
-    ir_mean: float | Sequence[float] | None = None,
-    ir_std: float | Sequence[float] | None = None,
-    ir_channels: int = 1,
     ignore_index: int = 255,
     eval_size: int | tuple[int, int] | None = None,
+    **normalize: Any,
 ) -> PairedTransform:
     """Build the training or evaluation pipeline for paired segmentation.
 
@@ -127,14 +119,11 @@ def build_seg_transforms(
         scale_range: random resize factors relative to the input size; ``(1, 1)`` disables resizing.
         hflip: horizontal flip probability.
         photometric: VIS brightness / contrast / saturation / hue jitter.
-        vis_mean: VIS mean in [0, 1] units (ImageNet by default).
-        vis_std: VIS std in [0, 1] units.
-        ir_norm: ``"imagenet"``, ``"unit"`` ([0, 1], no normalisation) or ``"meanstd"`` (needs ``ir_mean``/``ir_std``).
-        ir_mean: IR mean in [0, 1] units, one value or one per output channel (``"meanstd"`` only).
-        ir_std: IR std in [0, 1] units.
-        ir_channels: 1 (grey, the backbone repeats it) or 3 (replicated here).
         ignore_index: label padding value.
         eval_size: evaluation resize (H, W) of the images; None keeps the native size.
+
+        **normalize: the keyword arguments of :func:`ivtune.data.transforms.build_normalize` (``ir_norm``
+            default ``imagenet``, ``ir_mean``, ``ir_std``, ``ir_channels`` default 1, ``vis_mean``, ``vis_std``).
 
     Returns:
         A :class:`ivtune.data.transforms.PairedTransform`; call it with a raw sample (and optionally ``rng``).
@@ -144,7 +133,7 @@ def build_seg_transforms(
     """
     crop = positive_pair(crop_size, "crop_size")
     size = positive_pair(eval_size, "eval_size")
-    norm = build_normalize(ir_norm, ir_mean, ir_std, ir_channels, vis_mean, vis_std)
+    norm = build_normalize(**{"ir_norm": "imagenet", "ir_channels": 1, **normalize})
     check_hflip(hflip)
     lo, hi = (float(v) for v in scale_range)
     if not 0.0 < lo <= hi:

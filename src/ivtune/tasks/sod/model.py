@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...backbones.neck import LayerNorm2d
+from ...backbones.neck import LevelNorms, wants_level_norm
 from ...errors import ConfigError, InputShapeError
 from .decoder import CPDecoder
 
@@ -47,26 +47,19 @@ class SaliencyModel(nn.Module):
             raise ConfigError(
                 f"backbone {type(backbone).__name__} has no out_channels list; build it with ivtune.build_backbone."
             )
-        if level_norm is None:
-            level_norm = bool(getattr(getattr(backbone, "family", None), "hierarchical", False))
         try:
             decoder = CPDecoder(list(out_channels), **(decoder_kwargs or {}))
         except TypeError as e:
             raise ConfigError(f"bad model.head_kwargs for the SOD decoder: {e}. Accepted: widths, final_width, "
                               "layer_scale.") from None
         self.backbone = backbone
-        self.neck = nn.ModuleList(LayerNorm2d(c) for c in out_channels) if level_norm else None
-        self.decoder = decoder
-        if self.neck is not None:
-            self.neck.requires_grad_(True)
-        self.decoder.requires_grad_(True)
+        self.neck = LevelNorms(out_channels) if wants_level_norm(backbone, level_norm) else None
+        self.decoder = decoder.requires_grad_(True)
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """vis (B, 3, H, W), ir (B, 1 or 3, H, W) -> ``[y1, y2, y3, y4]``, each (B, 1, H, W) logits; y1 is final."""
         feats = list(self.backbone(vis, ir))
-        if self.neck is not None:
-            feats = [norm(f) for norm, f in zip(self.neck, feats, strict=True)]
-        return self.decoder(feats, vis.shape[-2:])
+        return self.decoder(self.neck(feats) if self.neck is not None else feats, vis.shape[-2:])
 
     def loss(self, outputs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """Sum over the outputs of BCE-with-logits (pixel mean) + IoU loss (per-image mean).

@@ -12,7 +12,6 @@ from a numpy ``Generator`` (or an int seed) passed as ``rng``, as for the segmen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,6 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from ...data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     PairedTransform,
     RandomHorizontalFlip,
     Sample,
@@ -169,13 +166,8 @@ def build_sod_transforms(
     rotation: float = 15.0,
     rotation_p: float = 0.2,
     photometric: bool = True,
-    vis_mean: Sequence[float] = IMAGENET_MEAN,
-    vis_std: Sequence[float] = IMAGENET_STD,
-    ir_norm: str = "unit",
-    ir_mean: float | Sequence[float] | None = None,
-    ir_std: float | Sequence[float] | None = None,
-    ir_channels: int = 3,
     gt_noise: float = 0.0,
+    **normalize: Any,
 ) -> PairedTransform:
     """The SOD training or evaluation pipeline (see the module docstring).
 
@@ -187,19 +179,16 @@ def build_sod_transforms(
         rotation: joint rotation range in degrees, ``[-rotation, rotation)``.
         rotation_p: probability of the rotation; 0 disables it.
         photometric: visible-only brightness / contrast / colour / sharpness.
-        vis_mean: VIS mean in [0, 1] units.
-        vis_std: VIS std in [0, 1] units.
-        ir_norm: ``"unit"`` (default, [0, 1]), ``"imagenet"`` or ``"meanstd"``.
-        ir_mean: IR mean for ``"meanstd"``.
-        ir_std: IR std for ``"meanstd"``.
-        ir_channels: 1, or 3 (the grey image repeated).
         gt_noise: training only: fraction of mask pixels set to random 0 / 1 after resizing (authors: 0.0015).
+
+        **normalize: the keyword arguments of :func:`ivtune.data.transforms.build_normalize` (``ir_norm``
+            default ``unit``, ``ir_mean``, ``ir_std``, ``ir_channels`` default 3, ``vis_mean``, ``vis_std``).
 
     Returns:
         A callable ``(sample, rng=None) -> sample`` taking the raw numpy sample of an SOD dataset.
     """
     size = positive_pair(size, "size")
-    norm = build_normalize(ir_norm, ir_mean, ir_std, ir_channels, vis_mean, vis_std)
+    norm = build_normalize(**{"ir_norm": "unit", "ir_channels": 3, **normalize})
     check_hflip(hflip)
     if not 0.0 <= rotation_p <= 1.0:
         raise ConfigError(f"rotation_p is a probability in [0, 1], got {rotation_p}.")
