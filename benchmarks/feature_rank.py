@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from machine_info import describe, machine
-from synthetic import run_config
+from synthetic import SMOKE_CHOICE, bench_parser, pyplot, run_config, save_figure, write_scenes
 
 METHODS = ["iv-tuning", "frozen", "full", "vis-only-full", "dual-branch"]
 
 
 def backbone_choice(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        return {"name": "vit_small_patch16_224", "weights": None, "size": (64, 96),
-                "timm_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2}, "label": "tiny random-init ViT (smoke)"}
+        return dict(SMOKE_CHOICE)
     weights = args.weights or os.environ.get("IVTUNE_WEIGHTS")
     if not weights:
         raise SystemExit("pass --weights (DINOv2-S, vit_small_patch14_dinov2) or set IVTUNE_WEIGHTS; --smoke runs "
@@ -88,11 +87,9 @@ def untrained_spectra(trained: dict[str, dict[str, Any]], options: Any) -> dict[
 
 
 def figure(result: dict[str, Any], untrained: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     entries = result["runs"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
@@ -123,20 +120,16 @@ def figure(result: dict[str, Any], untrained: dict[str, list[dict[str, Any]]], p
         b.axhline(share, color="grey", linewidth=0.8, linestyle=":")
     b.grid(alpha=0.3, which="both")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def maps_figure(result: dict[str, Any], path: Path) -> None:
     """The maps panels (VIS | IR | PCA | PCA of the reference | Grad-CAM) of one day and one night scene, a row
     per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from PIL import Image
+
+    plt = pyplot()
 
     entries = [e for e in result["runs"] if e.get("maps")]
     if not entries:
@@ -156,17 +149,11 @@ def maps_figure(result: dict[str, Any], path: Path) -> None:
                 ax.set_ylabel(e["method"], fontsize=9)
             if r == 0:
                 ax.set_title(f"{pick['image']}: VIS | IR | PCA | PCA pretrained | Grad-CAM", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--smoke", action="store_true", help="tiny random-init backbone, 2 steps: seconds")
-    p.add_argument("--out", default="runs/bench_feature_rank", help="output folder (data, runs, report)")
-    p.add_argument("--weights", default=None, help="DINOv2-S (vit_small_patch14_dinov2) weights file")
-    p.add_argument("--methods", nargs="*", default=None, help=f"subset of {METHODS}")
+    p = bench_parser(__doc__, "runs/bench_feature_rank", "tiny random-init backbone, 2 steps: seconds", METHODS)
     p.add_argument("--steps", type=int, default=200, help="optimiser steps per run (the same for every method)")
     p.add_argument("--batch", type=int, default=4, help="batch size")
     p.add_argument("--size", type=int, nargs=2, default=(84, 112), metavar=("H", "W"),
@@ -179,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ivtune.data.scenes import write_synthetic_dataset
     from ivtune.runner.analyze import AnalysisOptions, analyze
 
     torch.set_num_threads(args.threads)
@@ -189,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods or METHODS
     out = Path(args.out)
     data_root = out / "data"
-    if not (data_root / "synthetic.json").is_file():
-        h, w = choice["size"]
-        write_synthetic_dataset(data_root, {"train": n_train, "test": n_test}, seed=0, height=h, width=w,
-                                night_fraction=0.5)
+    write_scenes(data_root, choice["size"], n_train, n_test)
     trained = train_runs(choice, methods, data_root, out / "runs", steps, args.batch, seed=0)
     t_train = sum(trained[m]["seconds"] for m in methods)  # as measured when each run was trained
     # maps of the first 4 test scenes (2 day, 2 night), Grad-CAM for one class so that the methods compare

@@ -28,10 +28,52 @@ SMOKE_METHODS = ["iv-tuning", "lora", "dual-branch"]
 SPLITS = ("all", "day", "night")
 
 
+SMOKE_CHOICE = {"name": "vit_small_patch16_224", "weights": None, "size": (64, 96),
+                "timm_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2}, "label": "tiny random-init ViT (smoke)"}
+
+
+def bench_parser(doc: str, out: str, smoke: str, methods: list[str]) -> argparse.ArgumentParser:
+    """The options of every synthetic-scene benchmark (this one, ``feature_rank.py``): smoke, out, weights, methods."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help=smoke)
+    p.add_argument("--out", default=out, help="output folder (data, runs, report)")
+    p.add_argument("--weights", default=None, help="DINOv2-S (vit_small_patch14_dinov2) weights file")
+    p.add_argument("--methods", nargs="*", default=None, help=f"subset of {methods}")
+    return p
+
+
+def write_scenes(data_root: Path, size: tuple[int, int], n_train: int, n_test: int) -> None:
+    """The train / test scenes (seed 0, half of them at night) under ``data_root``, unless they are there already
+    (parallel workers share one folder)."""
+    from ivtune.data.scenes import write_synthetic_dataset
+
+    if not (data_root / "synthetic.json").is_file():
+        h, w = size
+        write_synthetic_dataset(data_root, {"train": n_train, "test": n_test}, seed=0, height=h, width=w,
+                                night_fraction=0.5)
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def backbone_choice(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        return {"name": "vit_small_patch16_224", "weights": None, "size": (64, 96),
-                "timm_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2}, "label": "tiny random-init ViT (smoke)"}
+        return dict(SMOKE_CHOICE)
     weights = args.weights or os.environ.get("IVTUNE_WEIGHTS")
     if weights:
         return {"name": "vit_small_patch14_dinov2", "weights": str(weights), "size": (168, 224), "timm_kwargs": {},
@@ -82,11 +124,9 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, f
 
 
 def bar_chart(summary: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     methods = list(summary)
     x = np.arange(len(methods))
@@ -99,18 +139,13 @@ def bar_chart(summary: dict, path: Path, title: str) -> None:
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser(__doc__, "runs/bench_synthetic", "tiny backbone, 2 steps, 1 seed, 3 methods: seconds",
+                     ALL_METHODS)
     p.add_argument("--quick", action="store_true", help="100 steps, 1 seed, fewer scenes")
-    p.add_argument("--smoke", action="store_true", help="tiny backbone, 2 steps, 1 seed, 3 methods: seconds")
-    p.add_argument("--out", default="runs/bench_synthetic", help="output folder (data, runs, report)")
-    p.add_argument("--weights", default=None, help="DINOv2-S (vit_small_patch14_dinov2) weights file")
-    p.add_argument("--methods", nargs="*", default=None, help=f"subset of {ALL_METHODS}")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; quick / smoke 1)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 300; quick 100)")
     p.add_argument("--prepare-only", action="store_true",
@@ -121,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from ivtune.data.scenes import write_synthetic_dataset
     from ivtune.runner.run import evaluate, train
 
     if args.smoke:
@@ -133,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     choice = backbone_choice(args)
     out = Path(args.out)
     data_root = out / "data"
-    if not (data_root / "synthetic.json").is_file():
-        h, w = choice["size"]
-        write_synthetic_dataset(data_root, {"train": n_train, "test": n_test}, seed=0, height=h, width=w,
-                                night_fraction=0.5)
+    write_scenes(data_root, choice["size"], n_train, n_test)
     if args.prepare_only:
         print(f"scenes written to {data_root}")
         return 0

@@ -8,7 +8,6 @@ shipped configs of these backbones build and fit their input multiple.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,14 @@ import torch
 from safetensors.torch import save_file
 
 from ivtune import build_backbone, count_parameters, load_adapter, save_adapter
+from ivtune.backbones.families import recipe_for
+from ivtune.backbones.hiera import HIERADET
+from ivtune.backbones.swinv2 import SWINV2
 from ivtune.builder import family_for_model_name
 from ivtune.config import save_config
 from ivtune.runner import load_config
 
-from ..conftest import pair
+from ..conftest import assert_only_iv_parameters_train, pair
 from .beyond_paper import TINY_BEYOND, perturb_norms
 
 KEYS = list(TINY_BEYOND)
@@ -81,26 +83,24 @@ def test_ir_changes_output_at_default_init(key):
     assert all(not torch.allclose(x, y) for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.parametrize("key, full_name, family, module", [
+    ("sam2_hiera", "sam2_hiera_large", HIERADET, "hiera"),
+    ("swinv2", "swinv2_large_window12to24_192to384", SWINV2, "swinv2"),
+], ids=["sam2_hiera", "swinv2"])
+def test_family_module_and_recipe(key, full_name, family, module):
+    assert family_for_model_name(full_name) is family and family.hierarchical
+    assert type(family).__module__ == f"ivtune.backbones.{module}"
+    name, kwargs, _ = TINY_BEYOND[key]
+    model = build_backbone(name, **kwargs)
+    assert model.family is family
+    first = family.stage_blocks(model.model)[0][1][0]  # a wrapper; the timm block inside has the family's recipe
+    assert recipe_for(first.block).family == family.name
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_only_iv_parameters_change(key):
     name, kwargs, sizes = TINY_BEYOND[key]
-    model = build_backbone(name, **kwargs).train()
-    before = copy.deepcopy(model)
-    iv_ids = {id(p) for m in model.iv_modules() for p in m.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    assert {id(p) for p in trainable} == iv_ids  # found structurally: exactly the IV modules
-    opt = torch.optim.AdamW(trainable, lr=1e-2)
-    for step in range(3):
-        loss = sum(o.float().pow(2).mean() for o in model(*pair(sizes[1], seed=step)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    old = dict(before.named_parameters())
-    for n, p in model.named_parameters():
-        if id(p) in iv_ids:
-            assert not torch.equal(p, old[n]), f"IV parameter {n} did not move"
-        else:
-            assert p.grad is None and torch.equal(p, old[n]), f"frozen {n} changed or got a gradient"
+    assert_only_iv_parameters_train(build_backbone(name, **kwargs).train(), sizes[1])
 
 
 @pytest.mark.parametrize("key", KEYS)

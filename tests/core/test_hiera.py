@@ -1,6 +1,6 @@
 """SAM 2 Hiera (timm ``HieraDet``): stage prompts, stage-entry blocks, IR stem geometry, input sizes, exact counts.
 
-docs/METHOD.md sections 4.3 and 7. The shared backbone contract (identity, training, files) is in
+docs/METHOD.md sections 4.3 and 7. The shared backbone contract (family lookup, identity, training, files) is in
 ``test_beyond_paper.py``.
 """
 
@@ -11,23 +11,17 @@ import timm
 import torch
 from click.testing import CliRunner
 
-from ivtune import build_backbone, count_parameters
-from ivtune.backbones.hiera import HIERADET, stage_input
+from ivtune import build_backbone
+from ivtune.backbones.hiera import stage_input
 from ivtune.builder import family_for_model_name
 from ivtune.cli import main
 from ivtune.errors import InputShapeError, UnsupportedModelError
 from ivtune.inject.wrappers import AdaptedBlock
 
-from ..conftest import pair
+from ..conftest import assert_meta_counts, pair
 from .beyond_paper import TINY_BEYOND, hierarchical_trainable, stage_widths
 
 NAME, KWARGS, SIZES = TINY_BEYOND["sam2_hiera"]
-
-
-def test_family_and_module():
-    family = family_for_model_name("sam2_hiera_large")
-    assert family is HIERADET and family.name == "hieradet" and family.hierarchical
-    assert type(family).__module__ == "ivtune.backbones.hiera"
 
 
 def test_stage_entry_blocks_adapt_at_the_new_width():
@@ -116,10 +110,7 @@ SAM2 = [
 @pytest.mark.parametrize("name, c0, depths, trainable, frozen", SAM2, ids=[s[0] for s in SAM2])
 def test_exact_full_size_counts_on_meta(name, c0, depths, trainable, frozen):
     assert hierarchical_trainable(stage_widths(c0, depths), c0, ir_embed_per_channel=148) == trainable
-    with torch.device("meta"):
-        model = build_backbone(name)
-    counts = count_parameters(model)
-    assert (counts["trainable"], counts["frozen"]) == (trainable, frozen)
+    model = assert_meta_counts(name, trainable, frozen)
     assert model.out_channels == [c0, 2 * c0, 4 * c0, 8 * c0] and model.strides == [4, 8, 16, 32]
 
 

@@ -1,6 +1,6 @@
 """Swin V2 (timm ``SwinTransformerV2``): its own post-norm recipe, Swin's stage prompts, exact counts.
 
-docs/METHOD.md sections 4.4 and 7. The shared backbone contract (identity, training, files) is in
+docs/METHOD.md sections 4.4 and 7. The shared backbone contract (family lookup, identity, training, files) is in
 ``test_beyond_paper.py``.
 """
 
@@ -10,25 +10,20 @@ import pytest
 import torch
 from timm.models.swin_transformer_v2 import SwinTransformerV2Block
 
-from ivtune import build_backbone, count_parameters
+from ivtune import build_backbone
 from ivtune.backbones.families import recipe_for
 from ivtune.backbones.swinv2 import SWINV2
-from ivtune.builder import family_for_model_name
 from ivtune.inject.lora import LoRALinear
 
-from ..conftest import pair
+from ..conftest import assert_meta_counts, pair
 from .beyond_paper import TINY_BEYOND, hierarchical_trainable, perturb_norms, stage_widths
 
 NAME, KWARGS, SIZES = TINY_BEYOND["swinv2"]
 
 
-def test_family_module_and_recipe():
-    family = family_for_model_name("swinv2_large_window12to24_192to384")
-    assert family is SWINV2 and family.name == "swinv2" and family.hierarchical
-    assert type(family).__module__ == "ivtune.backbones.swinv2"
+def test_blocks_are_swins_four_stages():
     model = build_backbone(NAME, **KWARGS)
-    assert [p for p, _ in family.stage_blocks(model.model)] == [f"layers.{s}.blocks" for s in range(4)]
-    assert recipe_for(model.model.layers[0].blocks[0].block).family == "swinv2"
+    assert [p for p, _ in SWINV2.stage_blocks(model.model)] == [f"layers.{s}.blocks" for s in range(4)]
 
 
 def test_recipe_halves_equal_the_timm_block():
@@ -86,8 +81,5 @@ SWINV2_COUNTS = [
 @pytest.mark.parametrize("name, c0, depths, trainable, frozen", SWINV2_COUNTS, ids=[s[0] for s in SWINV2_COUNTS])
 def test_exact_full_size_counts_on_meta(name, c0, depths, trainable, frozen):
     assert hierarchical_trainable(stage_widths(c0, depths), c0, ir_embed_per_channel=51) == trainable
-    with torch.device("meta"):
-        model = build_backbone(name)
-    counts = count_parameters(model)
-    assert (counts["trainable"], counts["frozen"]) == (trainable, frozen)
+    model = assert_meta_counts(name, trainable, frozen)
     assert model.out_channels == [c0, 2 * c0, 4 * c0, 8 * c0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,22 +52,25 @@ def test_size_mismatch_names_both_files(tmp_path, tree):
     assert "(24, 32)" in str(err.value) and "(20, 32)" in str(err.value)
 
 
+def _first_pair_fails_naming(root: Path, path: Path, match: str) -> None:
+    """Reading the first pair of the msrs tree at ``root`` raises a DataError matching ``match`` that names ``path``."""
+    with pytest.raises(DataError, match=match) as err:
+        build_seg_dataset("msrs", root, "train")[0]
+    assert str(path) in str(err.value)
+
+
 def test_label_size_mismatch(tmp_path, tree):
     _msrs(tree, ["00001D"])
     label = tmp_path / "train" / "Segmentation_labels" / "00001D.png"
     tree.save_gray(label, np.zeros((24, 30)))
-    with pytest.raises(DataError, match="Label size mismatch") as err:
-        build_seg_dataset("msrs", tmp_path, "train")[0]
-    assert str(label) in str(err.value)
+    _first_pair_fails_naming(tmp_path, label, "Label size mismatch")
 
 
 def test_corrupt_image(tmp_path, tree):
     _msrs(tree, ["00001D"])
     vis = tmp_path / "train" / "vi" / "00001D.png"
     vis.write_bytes(vis.read_bytes()[:60])  # truncated PNG
-    with pytest.raises(DataError, match="Cannot read image") as err:
-        build_seg_dataset("msrs", tmp_path, "train")[0]
-    assert str(vis) in str(err.value)
+    _first_pair_fails_naming(tmp_path, vis, "Cannot read image")
 
 
 def test_label_values_outside_classes(tmp_path, tree):
@@ -74,9 +79,7 @@ def test_label_values_outside_classes(tmp_path, tree):
     values = np.zeros((24, 32), np.uint8)
     values[0, :3] = (9, 17, 255)  # 255 is ignore_index: allowed
     tree.save_gray(label, values)
-    with pytest.raises(DataError, match=r"values \[9, 17\]") as err:
-        build_seg_dataset("msrs", tmp_path, "train")[0]
-    assert str(label) in str(err.value)
+    _first_pair_fails_naming(tmp_path, label, r"values \[9, 17\]")
 
 
 def test_scan_lists_all_four_problems(tmp_path, tree):

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Callback
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -21,7 +20,15 @@ from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, load_run_model, train
 from ivtune.tasks.det.task import DetTask, format_results
 from tests.conftest import SHARED, requires_shared, retarget
-from tests.task_tester import ddp_evaluate
+from tests.det.detector_tester import predict_real_msrs
+from tests.task_tester import (
+    assert_loads_trained,
+    assert_refuses_missing_tensor,
+    assert_run_dir_complete,
+    assert_same_weights,
+    crash_run,
+    ddp_evaluate,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"
@@ -36,8 +43,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_train_writes_trainable_only_checkpoints(run_dir):
-    for rel in ("config.yaml", "dataset_info.json", "checkpoints/last.ckpt", "checkpoints/model.safetensors"):
-        assert (run_dir / rel).is_file(), rel
+    assert_run_dir_complete(run_dir)
     assert json.loads((run_dir / "dataset_info.json").read_text()) == {"classes": ["person", "car", "bike"]}
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3 and ckpt["ivtune"]["detector"] == "fcos"
@@ -48,18 +54,13 @@ def test_train_writes_trainable_only_checkpoints(run_dir):
     assert not any(".block." in k for k in expected)  # no frozen timm weight
     assert any(k.startswith("model.detector.head.") for k in expected) and any(".neck.fpn." in k for k in expected)
     # the engine loads them strictly; the trained head differs from a fresh one
-    task = load_run_model(cfg, run_dir)
-    trained = trainable_state_dict(task)
-    assert any(not torch.equal(trained[k], v) for k, v in trainable_state_dict(fresh).items())
+    assert_loads_trained(cfg, run_dir, fresh)
     # a config whose FCOS box sides differ from the run's: the error names the option to set
     relu = load_config(run_dir / "config.yaml", ["model.head_kwargs.fcos_box_sides=relu"])
     with pytest.raises(CheckpointMismatchError, match=r"unexpected \(1\): model\.detector\.head\.regression_head\."
                                                       r"scales.*fcos_box_sides=relu"):
         load_run_model(relu, run_dir)
-    bad = dict(ckpt["state_dict"])
-    bad.pop(next(iter(bad)))
-    with pytest.raises(CheckpointMismatchError, match="missing"):
-        fresh.on_load_checkpoint({"state_dict": bad})
+    assert_refuses_missing_tensor(fresh, ckpt)
 
 
 def test_evaluate_reports_per_condition_and_writes_report(run_dir):
@@ -127,12 +128,6 @@ def test_benchmark_smoke(tmp_path):
     assert all(m["steps"] == 2 and "night" in m["results"] for m in methods.values())
 
 
-class _Crash(Callback):
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == 3:
-            raise RuntimeError("simulated crash")
-
-
 def _tiny(out: Path, *extra: str) -> list[str]:
     return [f"train.output_dir={out}", "train.run_name=run", "train.val_every=100", "train.log_every=1",
             "data.num_samples=6", "data.batch_size=2", *extra]
@@ -142,16 +137,8 @@ def _tiny(out: Path, *extra: str) -> list[str]:
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     common = ["train.max_steps=5", "train.checkpoint_every=2"]
     straight = train(TINY, _tiny(tmp_path / "a", *common))
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(TINY, _tiny(tmp_path / "b", *common), callbacks=[_Crash()])
-    crashed = tmp_path / "b" / "run"
-    assert torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
-    resumed = train(crashed, resume=True)
-    a = load_file(str(straight / "checkpoints" / "model.safetensors"))
-    b = load_file(str(resumed / "checkpoints" / "model.safetensors"))
-    assert set(a) == set(b)
-    for k in a:  # same batches, same augmentation, same dropout masks: bit-identical
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    crashed = crash_run(TINY, _tiny(tmp_path / "b", *common), tmp_path / "b" / "run", crash_at=3, last_checkpoint=2)
+    assert_same_weights(straight, train(crashed, resume=True))
 
 
 @pytest.mark.slow
@@ -192,9 +179,4 @@ def test_cli_data_check_on_real_msrs_pairs(annotation, counts, tmp_path):
 @pytest.mark.shared
 @requires_shared(MSRS)
 def test_predict_on_real_msrs_pairs(run_dir, tmp_path):
-    written = predict_pairs(run_dir, MSRS / "vis", MSRS / "ir", tmp_path)
-    assert len(written) == 20 and written[0].name == "00004N_det.png"
-    assert all(Image.open(p).size == (1280, 480) for p in written)  # visible | infrared, original 640x480 each
-    payload = json.loads((tmp_path / "detections.json").read_text())
-    assert len(payload["images"]) == 20
-    assert all((im["height"], im["width"]) == (480, 640) for im in payload["images"])
+    predict_real_msrs(run_dir, MSRS, tmp_path)

@@ -9,6 +9,7 @@ from ivtune import build_backbone
 from ivtune.errors import ConfigError, InputShapeError
 from ivtune.tasks.det.model import DetectionModel, default_size_divisible
 from ivtune.tasks.det.task import rescale_boxes, to_coco_detections
+from tests.det.detector_tester import check_eval_output, scene
 
 VIT = ("vit_small_patch16_224", dict(depth=2, embed_dim=64, num_heads=2, dynamic_img_size=True))
 SWIN = ("swin_tiny_patch4_window7_224", dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
@@ -20,18 +21,6 @@ def tiny_model(detector: str, spec=VIT, **kwargs) -> DetectionModel:
     name, timm_kwargs = spec
     backbone = build_backbone(name, adapter_dropout=0.0, **timm_kwargs)
     return DetectionModel(backbone, detector, num_classes=3, fpn_channels=64, **kwargs)
-
-
-def scene(h: int, w: int, boxes: list[list[float]], labels: list[int], seed: int = 0) -> tuple:
-    """A bright rectangle per box in both images on a dark background: learnable in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    vis, ir = torch.full((3, h, w), -1.0) + 0.1 * torch.randn(3, h, w, generator=g), torch.full((1, h, w), -1.0)
-    for x1, y1, x2, y2 in boxes:
-        vis[:, int(y1):int(y2), int(x1):int(x2)] = 1.5
-        ir[:, int(y1):int(y2), int(x1):int(x2)] = 2.0
-    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels),
-              "ignore": torch.zeros(len(labels), dtype=torch.bool)}
-    return vis, ir, target
 
 
 @pytest.mark.parametrize("detector", ["fcos", "fasterrcnn"])
@@ -63,20 +52,7 @@ def test_few_training_steps_loss_finite_and_falls(detector):
 
 
 def test_eval_mode_returns_boxes_inside_each_unpadded_image_and_zero_based_labels():
-    model = tiny_model("fasterrcnn", detections_per_img=20, score_thresh=0.0).eval()
-    vis = [torch.randn(3, 70, 100), torch.randn(3, 96, 130)]
-    ir = [torch.randn(1, 70, 100), torch.randn(1, 96, 130)]
-    out = model(vis, ir)
-    assert len(out) == 2
-    for det, (h, w) in zip(out, [(70, 100), (96, 130)], strict=True):
-        assert set(det) == {"boxes", "scores", "labels"}
-        b = det["boxes"]
-        assert b.shape[1] == 4 and len(b) > 0
-        assert (b[:, 0] >= 0).all() and (b[:, 1] >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
-        assert det["labels"].min() >= 0 and det["labels"].max() < 3  # background slot removed
-    single = model.predict(vis[0], ir[0], score_thresh=0.5)
-    assert len(single) == 1 and (single[0]["scores"] >= 0.5).all()
-    assert not model.training
+    check_eval_output(tiny_model("fasterrcnn", detections_per_img=20, score_thresh=0.0).eval())
 
 
 def test_rescale_to_original_coordinates_and_coco_format():

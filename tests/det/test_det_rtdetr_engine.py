@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Callback
 from PIL import Image
 from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
 from ivtune.errors import CheckpointMismatchError, ConfigError, InputShapeError
 from ivtune.runner import load_config
-from ivtune.runner.predict import predict_pairs
-from ivtune.runner.run import evaluate, load_run_model, train
+from ivtune.runner.run import evaluate, train
 from ivtune.tasks.det.model import HEADS, build_detector
 from ivtune.tasks.det.rtdetr import MISSING_EXTRA, RTDETRDetector
 from ivtune.tasks.det.task import DetTask, build_det_model
 from tests.conftest import SHARED, requires_shared, retarget
+from tests.det.detector_tester import predict_real_msrs
+from tests.task_tester import assert_loads_trained, assert_refuses_missing_tensor, assert_same_weights, crash_run
 
 pytest.importorskip("transformers")  # the detr extra; `make test` installs it
 
@@ -69,13 +69,8 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_trainable_tensors(ru
     assert any(k.startswith("model.hf.model.decoder.") for k in expected)
     assert any(k.endswith("running_mean") for k in expected)  # BN statistics of the hybrid encoder travel too
     # load: strict key check, and the trained tensors differ from a fresh model's
-    task = load_run_model(cfg, run_dir)
-    trained = trainable_state_dict(task)
-    assert any(not torch.equal(trained[k], v) for k, v in trainable_state_dict(fresh).items())
-    bad = dict(ckpt["state_dict"])
-    bad.pop(next(iter(bad)))
-    with pytest.raises(CheckpointMismatchError, match="missing"):
-        fresh.on_load_checkpoint({"state_dict": bad})
+    assert_loads_trained(cfg, run_dir, fresh)
+    assert_refuses_missing_tensor(fresh, ckpt)
 
 
 def test_evaluate_writes_coco_metrics_per_condition(run_dir):
@@ -97,12 +92,8 @@ MSRS = SHARED / "data" / "real" / "msrs_det"
 @pytest.mark.shared
 @requires_shared(MSRS)
 def test_predict_writes_drawings_and_json_on_real_msrs_pairs(run_dir, tmp_path):
-    written = predict_pairs(run_dir, MSRS / "vis", MSRS / "ir", tmp_path)
-    assert len(written) == 20 and written[0].name == "00004N_det.png"
-    assert all(Image.open(p).size == (1280, 480) for p in written)  # visible | infrared, original 640x480 each
-    payload = json.loads((tmp_path / "detections.json").read_text())
+    payload = predict_real_msrs(run_dir, MSRS, tmp_path)
     assert [c["name"] for c in payload["categories"]] == CLASSES
-    assert len(payload["images"]) == 20 and all((im["height"], im["width"]) == (480, 640) for im in payload["images"])
     dets = payload["detections"]
     assert len({d["image_id"] for d in dets}) == 20  # score_thresh 0: boxes on every image
     for d in dets:  # rescaled from the 128-px test size to the original pixels, inside the image
@@ -112,12 +103,6 @@ def test_predict_writes_drawings_and_json_on_real_msrs_pairs(run_dir, tmp_path):
     assert max(d["bbox"][2] for d in dets) > 128  # in original pixels, not the network's input
 
 
-class _Crash(Callback):
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == 3:
-            raise RuntimeError("simulated crash")
-
-
 @pytest.mark.slow
 def test_resume_after_a_crash_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     # random parts of a step: augmentation (seeded per sample), the denoising queries' noise and dropout (torch's
@@ -125,16 +110,8 @@ def test_resume_after_a_crash_is_bit_identical_to_an_uninterrupted_run(tmp_path)
     common = ["train.max_steps=5", "train.checkpoint_every=2", "train.val_every=100", "data.num_samples=4",
               "data.batch_size=2"]
     straight = train(TINY, _run(tmp_path / "a", *common))
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(TINY, _run(tmp_path / "b", *common), callbacks=[_Crash()])
-    crashed = tmp_path / "b" / "run"
-    assert torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
-    resumed = train(crashed, resume=True)
-    a = load_file(str(straight / "checkpoints" / "model.safetensors"))
-    b = load_file(str(resumed / "checkpoints" / "model.safetensors"))
-    assert set(a) == set(b)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    crashed = crash_run(TINY, _run(tmp_path / "b", *common), tmp_path / "b" / "run", crash_at=3, last_checkpoint=2)
+    assert_same_weights(straight, train(crashed, resume=True))
 
 
 # ------------------------------------------------------------------------------------------- detector weights

@@ -18,7 +18,7 @@ from ivtune.inject.vpt import PromptTokens, VPTBlock
 from ivtune.inject.wrappers import AdaptedBlock, BlockWrapper
 from ivtune.methods import METHODS
 from ivtune.methods.dual_branch import DualBranchBackbone
-from tests.conftest import TINY, pair
+from tests.conftest import TINY, pair, train_steps
 
 FAMILIES = ["vit", "eva02", "swin"]
 NEW = ["dual-branch", "frozen", "vpt", "adaptformer", "lora"]
@@ -44,6 +44,17 @@ def ir_entry(model) -> list[nn.Module]:
 
 def blocks(model) -> list[nn.Module]:
     return [b for _, container in model.family.stage_blocks(model.model) for b in container]
+
+
+def one_per_block(model, wrapper: type, module: type) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Every block wrapped by exactly ``wrapper``, one ``module`` added per block, and those plus the IR entry are
+    exactly what trains; returns (blocks, modules)."""
+    blks = blocks(model)
+    assert all(type(b) is wrapper for b in blks)
+    added = [m for m in model.modules() if isinstance(m, module)]
+    assert len(added) == len(blks)
+    assert trainable_ids(model) == ids(ir_entry(model) + added)
+    return blks, added
 
 
 def test_registry_has_every_method():
@@ -111,23 +122,14 @@ def test_frozen_trains_only_the_ir_entry(key):
 @pytest.mark.parametrize("key", ["vit", "eva02"])
 def test_vpt_trains_ir_entry_and_prompt_tokens(key):
     model = build("vpt", key)
-    blks = blocks(model)
-    assert all(type(b) is VPTBlock for b in blks)
-    prompts = [m for m in model.modules() if isinstance(m, PromptTokens)]
-    assert len(prompts) == len(blks)
-    assert trainable_ids(model) == ids(ir_entry(model) + prompts)
+    _, prompts = one_per_block(model, VPTBlock, PromptTokens)
     dim = model.out_channels[0]
     assert all(p.tokens.shape == (1, 10, dim) for p in prompts)
 
 
 @pytest.mark.parametrize("key", FAMILIES)
 def test_adaptformer_trains_ir_entry_and_parallel_adapters(key):
-    model = build("adaptformer", key)
-    blks = blocks(model)
-    assert all(type(b) is AdaptFormerBlock for b in blks)
-    adapters = [m for m in model.modules() if isinstance(m, ParallelAdapter)]
-    assert len(adapters) == len(blks)
-    assert trainable_ids(model) == ids(ir_entry(model) + adapters)
+    blks, adapters = one_per_block(build("adaptformer", key), AdaptFormerBlock, ParallelAdapter)
     for b, a in zip(blks, adapters, strict=True):
         dim = b.norm2.normalized_shape[0]
         assert (a.down.in_features, a.down.out_features, a.up.out_features, a.scale) == (dim, 64, dim, 0.1)
@@ -193,15 +195,8 @@ def test_one_step_changes_only_trainable_tensors(method, key):
     if (method, key) in UNSUPPORTED:
         pytest.skip("unsupported combination (tested above)")
     model = build(method, key).train()
-    before = copy.deepcopy(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
-    for step in range(2):  # two steps: zero-initialised B / up get a gradient first, then A / down
-        vis, ir = pair(TINY[key][3], seed=step)
-        loss = sum(o.float().pow(2).mean() for o in model(vis, ir))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    # two steps: zero-initialised B / up get a gradient first, then A / down
+    before = train_steps(model, TINY[key][3], 2, weight_decay=0.0)
     old = dict(before.named_parameters())
     for n, p in model.named_parameters():
         if p.requires_grad and re.search(r"model\.(fc_)?norm\.(weight|bias)$", n):

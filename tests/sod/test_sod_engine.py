@@ -16,12 +16,10 @@ from ivtune.data.scenes import make_scene
 from ivtune.runner import load_config
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, train
-from tests.task_tester import ddp_evaluate, logged_losses
+from tests.task_tester import assert_run_dir_complete, ddp_evaluate, logged_losses
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "sod"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +37,7 @@ def test_training_loss_goes_down(run_dir):
     losses = logged_losses(run_dir)
     assert len(losses) == 16
     assert np.mean(losses[-4:]) < 0.9 * np.mean(losses[:4])
-    for rel in ("config.yaml", "dataset_info.json", "checkpoints/last.ckpt", "checkpoints/model.safetensors"):
-        assert (run_dir / rel).is_file(), rel
+    assert_run_dir_complete(run_dir)
 
 
 def test_evaluate_writes_report_for_several_datasets(run_dir, tmp_path):

@@ -13,7 +13,6 @@ import torch
 from timm.models.eva import Eva, EvaBlock
 from torch import nn
 
-from ..inject.recipes import Recipe
 from .columnar import ColumnarFamily
 
 
@@ -42,10 +41,4 @@ class EvaFamily(ColumnarFamily):
         return {"rope": state[index] if per_block else state}
 
 
-EVA = EvaFamily(
-    name="eva",
-    model_cls=Eva,
-    timm_module="timm.models.eva",
-    default_kwargs={"dynamic_img_size": True},
-    recipes={EvaBlock: Recipe("eva", _attn, _mlp)},
-)
+EVA = EvaFamily.of("eva", Eva, EvaBlock, _attn, _mlp, dynamic_img_size=True)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from ..inject.recipes import Recipe
+from ..inject.recipes import Recipe, ResidualFn
 from ..modules.prompt import IRPatchEmbed
 
 if TYPE_CHECKING:  # the loops take the backbone as an argument; importing it at run time would be a cycle
@@ -52,6 +52,13 @@ class Family(ABC):
     default_kwargs: Mapping[str, Any] = field(default_factory=dict)
     recipes: Mapping[type[nn.Module], Recipe] = field(default_factory=dict)
     hierarchical: ClassVar[bool] = False
+
+    @classmethod
+    def of(cls, name: str, model_cls: type[nn.Module], block_cls: type[nn.Module], attn: ResidualFn, mlp: ResidualFn,
+           **default_kwargs: Any) -> Family:
+        """The family of one timm model class whose blocks are all ``block_cls``: the timm module is the class's
+        own, and the block recipe carries the family's name (so neither can drift from the class or the name)."""
+        return cls(name, model_cls, model_cls.__module__, default_kwargs, {block_cls: Recipe(name, attn, mlp)})
 
     @abstractmethod
     def stage_blocks(self, model: nn.Module) -> list[tuple[str, nn.Sequential]]:
@@ -99,3 +106,31 @@ class Family(ABC):
                 f"out_indices {idx} has {bad} outside the model's {n} {what}s (valid: 0..{n - 1} or -{n}..-1)."
             )
         return [i % n for i in idx]
+
+
+class StagedFamily(Family):
+    """A family of stages over a shrinking NHWC grid (Swin, Hiera): one output per stage end.
+
+    Both take the NHWC patch embedding as the stem: ``P0`` comes from its tokens and is added to it before stage 0.
+    """
+
+    hierarchical: ClassVar[bool] = True
+
+    @abstractmethod
+    def num_stages(self, model: nn.Module) -> int:
+        """How many stages ``model`` has (the valid ``out_indices`` are ``0 .. num_stages - 1``)."""
+
+    def check_out_indices(self, model: nn.Module, out_indices: Sequence[int] | None) -> list[int]:
+        n = self.num_stages(model)
+        return list(range(n)) if out_indices is None else self._indices_in_range(out_indices, n, "stage")
+
+    @staticmethod
+    def prompted_stem(backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The visible NHWC patch grid (B, h, w, C0) with ``P0`` added, and ``P0`` (B, h*w, C0) (None: visible-only)."""
+        x = backbone.model.patch_embed(vis)  # (B, h, w, C0)
+        b, h, w, c = x.shape
+        p0 = backbone.input_prompt(x.reshape(b, -1, c), ir, (h, w))
+        if p0 is not None:
+            x = x + p0.reshape(x.shape)
+        return x, p0

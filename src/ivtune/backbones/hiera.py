@@ -21,16 +21,14 @@ IV-tuning on it (docs/METHOD.md section 4.3):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from timm.models.hieradet_sam2 import HieraDet, MultiScaleBlock, _calc_pad, window_partition, window_unpartition
 from torch import nn
 
-from ..inject.recipes import Recipe
-from .family import Family, Geometry
+from .family import Geometry, StagedFamily
 
 if TYPE_CHECKING:
     from .base import IVBackbone
@@ -107,10 +105,8 @@ class ConvIRPatchEmbed(nn.Module):
         return self.proj(x).permute(0, 2, 3, 1)
 
 
-class HieraDetFamily(Family):
+class HieraDetFamily(StagedFamily):
     """SAM 2 Hiera: four stages in one ``blocks`` sequence, an output at each stage end (strides 4 / 8 / 16 / 32)."""
-
-    hierarchical: ClassVar[bool] = True
 
     def stage_blocks(self, model: nn.Module) -> list[tuple[str, nn.Sequential]]:
         return [("blocks", model.blocks)]
@@ -120,9 +116,8 @@ class HieraDetFamily(Family):
         ends = list(model.stage_ends)
         return [range(start, end + 1) for start, end in zip([0] + [e + 1 for e in ends[:-1]], ends, strict=True)]
 
-    def check_out_indices(self, model: nn.Module, out_indices: Sequence[int] | None) -> list[int]:
-        n = len(model.stage_ends)
-        return list(range(n)) if out_indices is None else self._indices_in_range(out_indices, n, "stage")
+    def num_stages(self, model: nn.Module) -> int:
+        return len(model.stage_ends)
 
     def output_geometry(self, model: nn.Module, out_indices: list[int]) -> Geometry:
         # from the blocks, not timm's feature_info, whose reductions assume the default patch stride 4 and q_pool 3
@@ -148,11 +143,8 @@ class HieraDetFamily(Family):
     def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """Stage by stage: ``z`` = P0 in stage 0, then each stage's input on its own grid and width."""
         m = backbone.model
-        x = m.patch_embed(vis)  # (B, h, w, C0)
+        x, p0 = self.prompted_stem(backbone, vis, ir)
         b, h, w, c = x.shape
-        p0 = backbone.input_prompt(x.reshape(b, -1, c), ir, (h, w))
-        if p0 is not None:
-            x = x + p0.reshape(x.shape)
         x = m._pos_embed(x)  # prompt first, then the position embedding, as for ViT / EVA
         outs = {}
         last = max(backbone.out_indices)
@@ -178,10 +170,4 @@ class HieraDetFamily(Family):
         return [outs[s] for s in backbone.out_indices]
 
 
-HIERADET = HieraDetFamily(
-    name="hieradet",
-    model_cls=HieraDet,
-    timm_module="timm.models.hieradet_sam2",
-    default_kwargs={},
-    recipes={MultiScaleBlock: Recipe("hieradet", _attn, _mlp)},
-)
+HIERADET = HieraDetFamily.of("hieradet", HieraDet, MultiScaleBlock, _attn, _mlp)

@@ -7,15 +7,13 @@ the stage grid and the adapters see the full grid, never windows. The loop runs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
-from ..inject.recipes import Recipe
-from .family import Family, Geometry
+from .family import Geometry, StagedFamily
 
 if TYPE_CHECKING:
     from .base import IVBackbone
@@ -32,17 +30,14 @@ def _mlp(blk: SwinTransformerBlock, x: torch.Tensor, hw: tuple[int, int]) -> tor
     return x + blk.drop_path2(blk.mlp(blk.norm2(x)))
 
 
-class SwinFamily(Family):
+class SwinFamily(StagedFamily):
     """Swin: stages of blocks over a shrinking grid, outputs read from timm's ``feature_info``."""
-
-    hierarchical: ClassVar[bool] = True
 
     def stage_blocks(self, model: nn.Module) -> list[tuple[str, nn.Sequential]]:
         return [(f"layers.{s}.blocks", stage.blocks) for s, stage in enumerate(model.layers)]
 
-    def check_out_indices(self, model: nn.Module, out_indices: Sequence[int] | None) -> list[int]:
-        n = len(model.layers)
-        return list(range(n)) if out_indices is None else self._indices_in_range(out_indices, n, "stage")
+    def num_stages(self, model: nn.Module) -> int:
+        return len(model.layers)
 
     def output_geometry(self, model: nn.Module, out_indices: list[int]) -> Geometry:
         info = model.feature_info
@@ -50,11 +45,7 @@ class SwinFamily(Family):
 
     def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         m = backbone.model
-        x = m.patch_embed(vis)  # (B, h, w, C0)
-        b, h, w, c = x.shape
-        p0 = backbone.input_prompt(x.reshape(b, -1, c), ir, (h, w))
-        if p0 is not None:
-            x = x + p0.reshape(x.shape)
+        x, p0 = self.prompted_stem(backbone, vis, ir)
         outs = {}
         last = max(backbone.out_indices)
         for s, stage in enumerate(m.layers[: last + 1]):
@@ -75,10 +66,4 @@ class SwinFamily(Family):
         return [outs[s] for s in backbone.out_indices]
 
 
-SWIN = SwinFamily(
-    name="swin",
-    model_cls=SwinTransformer,
-    timm_module="timm.models.swin_transformer",
-    default_kwargs={"strict_img_size": False},
-    recipes={SwinTransformerBlock: Recipe("swin", _attn, _mlp)},
-)
+SWIN = SwinFamily.of("swin", SwinTransformer, SwinTransformerBlock, _attn, _mlp, strict_img_size=False)

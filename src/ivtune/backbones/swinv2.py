@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from timm.models.swin_transformer_v2 import SwinTransformerV2, SwinTransformerV2Block
 
-from ..inject.recipes import Recipe
 from .swin import SwinFamily
 
 
@@ -33,10 +32,4 @@ class SwinV2Family(SwinFamily):
     """Swin V2: Swin's stage loop and outputs with the post-norm block recipe."""
 
 
-SWINV2 = SwinV2Family(
-    name="swinv2",
-    model_cls=SwinTransformerV2,
-    timm_module="timm.models.swin_transformer_v2",
-    default_kwargs={"strict_img_size": False},
-    recipes={SwinTransformerV2Block: Recipe("swinv2", _attn, _mlp)},
-)
+SWINV2 = SwinV2Family.of("swinv2", SwinTransformerV2, SwinTransformerV2Block, _attn, _mlp, strict_img_size=False)

@@ -12,7 +12,6 @@ import torch
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from ..inject.recipes import Recipe
 from .columnar import ColumnarFamily
 
 
@@ -31,10 +30,4 @@ class VitFamily(ColumnarFamily):
         return model.patch_drop(model._pos_embed(x)), None
 
 
-VIT = VitFamily(
-    name="vit",
-    model_cls=VisionTransformer,
-    timm_module="timm.models.vision_transformer",
-    default_kwargs={"dynamic_img_size": True},
-    recipes={Block: Recipe("vit", _attn, _mlp)},
-)
+VIT = VitFamily.of("vit", VisionTransformer, Block, _attn, _mlp, dynamic_img_size=True)

@@ -21,19 +21,30 @@ PROBLEM_KINDS = ("missing", "unreadable", "size_mismatch", "label_size_mismatch"
 AddProblem = Callable[[str, str, str], None]
 
 
+SizedFile = tuple[str, Any, tuple[int, ...]]  # (role named in the message, path, array shape)
+
+
 def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+def size_problem(kind: str, rec: Any, first: SizedFile, second: SizedFile, fix: str) -> str | None:
+    """The message for two files of record ``rec`` (with a ``name``) whose (H, W) differ, or None when they match.
+
+    ``"{kind} in pair 'name': {role} {path} is (h, w) (H, W) but {role} {path} is (h, w). {fix}"``: one wording for
+    every size check (VIS/IR here, a task's target against its image in the task's dataset).
+    """
+    (role1, path1, shape1), (role2, path2, shape2) = first, second
+    if _hw(shape1) == _hw(shape2):
+        return None
+    return (f"{kind} in pair {rec.name!r}: {role1} {path1} is {_hw(shape1)} (H, W) but {role2} {path2} is "
+            f"{_hw(shape2)}. {fix}")
+
+
 def pair_size_problem(rec: Any, vis_shape: tuple[int, ...], ir_shape: tuple[int, ...]) -> str | None:
     """The VIS/IR size-mismatch message for ``rec`` (a record with ``name``, ``vis_path``, ``ir_path``), or None."""
-    if _hw(vis_shape) == _hw(ir_shape):
-        return None
-    return (
-        f"VIS/IR size mismatch in pair {rec.name!r}: vis {rec.vis_path} is {_hw(vis_shape)} (H, W) but ir "
-        f"{rec.ir_path} is {_hw(ir_shape)}. The pair must be pixel-aligned: register and resize the IR image to the "
-        "visible one."
-    )
+    return size_problem("VIS/IR size mismatch", rec, ("vis", rec.vis_path, vis_shape), ("ir", rec.ir_path, ir_shape),
+                        "The pair must be pixel-aligned: register and resize the IR image to the visible one.")
 
 
 @dataclass
@@ -74,6 +85,12 @@ class ScanReport:
         if name in values:  # report.clipped_boxes, report.boxes_per_class ...
             return values[name]
         raise AttributeError(name)
+
+    def add_no_targets(self, found: bool, folder: str, detail: str) -> None:
+        """A ``no_targets`` problem at ``folder`` unless targets were ``found`` (a labelled pixel, a salient pixel,
+        a box ...): nothing can be learnt or scored. Only with good records: the others are reported already."""
+        if self.num_ok and not found:
+            self.problems.append(("no_targets", folder, detail))
 
     def by_kind(self) -> dict[str, list[tuple[str, str]]]:
         """``kind -> [(path, detail), ...]`` for every kind that occurred."""

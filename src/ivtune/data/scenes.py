@@ -24,6 +24,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -77,6 +78,19 @@ class Scene:
     condition: str = "day"
 
 
+class _Standing(NamedTuple):
+    """An object's clipped region: slices ``sl``, pixel centres ``ys`` / ``xs``, the box corner ``x0`` / ``y0`` and
+    the box coordinates ``u`` / ``v`` (0 at the left / top edge, 1 at the right / bottom)."""
+
+    sl: tuple[slice, slice]
+    ys: np.ndarray
+    xs: np.ndarray
+    x0: float
+    y0: float
+    u: np.ndarray
+    v: np.ndarray
+
+
 class _Canvas:
     """The layers painted while drawing: day colours, IR material, labels, instances and IR offsets."""
 
@@ -99,6 +113,22 @@ class _Canvas:
         xs = np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5
         ys, xs = np.broadcast_arrays(ys, xs)  # full (h, w) grids so every derived mask has the region's shape
         return (slice(r0, r1), slice(c0, c1)), ys, xs
+
+    def standing(self, cx: float, yb: float, width: float, height: float) -> _Standing | None:
+        """The region of an object box standing on (cx, yb) (its bottom centre), with box coordinates; None if
+        off-canvas."""
+        x0, y0 = cx - width / 2, yb - height
+        reg = self.region(x0, y0, x0 + width, yb)
+        if reg is None:
+            return None
+        sl, ys, xs = reg
+        return _Standing(sl, ys, xs, x0, y0, (xs - x0) / width, (ys - y0) / height)
+
+    def paint_object(self, sl, m: np.ndarray, colour: np.ndarray, material: np.ndarray, label: int, inst: int,
+                     ir_offset: float | np.ndarray) -> None:
+        """:meth:`paint` an object instance and record its region (its box in the annotations)."""
+        self.paint(sl, m, colour, material, label, inst, ir_offset)
+        self.regions[inst] = (sl[0], sl[1], label)
 
     def paint(self, sl, m: np.ndarray, colour: np.ndarray, material: np.ndarray | int, label: int = -1,
               inst: int = 0, ir_offset: float | np.ndarray = 0.0) -> None:
@@ -199,14 +229,11 @@ def _draw_background(cv: _Canvas, rng: np.random.Generator) -> dict[str, float]:
 
 def _person(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height: float, inst: int,
             lean: float = 0.0) -> None:
-    width = 0.4 * height
-    x0, y0 = cx - width / 2, yb - height
-    reg = cv.region(x0, y0, x0 + width, yb)
-    if reg is None:
+    obj = cv.standing(cx, yb, 0.4 * height, height)
+    if obj is None:
         return
-    sl, ys, xs = reg
-    u, v = (xs - x0) / width, (ys - y0) / height
-    u = u - lean * (v - 1)  # riders lean forward
+    v = obj.v
+    u = obj.u - lean * (v - 1)  # riders lean forward
     head = ((u - 0.5) / 0.17) ** 2 + ((v - 0.09) / 0.085) ** 2 <= 1
     torso = (np.abs(u - 0.5) <= 0.3) & (v >= 0.17) & (v <= 0.57)
     stride = rng.uniform(0.0, 0.3)
@@ -219,19 +246,16 @@ def _person(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height:
     rgb[head] = _SKIN
     material = np.where(head, SKIN, CLOTH).astype(np.uint8)
     offset = np.float32(rng.uniform(-12, 8)) - 8.0 * legs  # trousers insulate: legs a little cooler
-    cv.paint(sl, m, rgb, material, PERSON, inst, offset)
-    cv.regions[inst] = (sl[0], sl[1], PERSON)
+    cv.paint_object(obj.sl, m, rgb, material, PERSON, inst, offset)
 
 
 def _car(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height: float, inst: int) -> None:
     side = rng.random() < 0.7
     width = height * (rng.uniform(2.0, 2.5) if side else rng.uniform(1.1, 1.3))
-    x0, y0 = cx - width / 2, yb - height
-    reg = cv.region(x0, y0, x0 + width, yb)
-    if reg is None:
+    obj = cv.standing(cx, yb, width, height)
+    if obj is None:
         return
-    sl, ys, xs = reg
-    u, v = (xs - x0) / width, (ys - y0) / height
+    x0, y0, ys, xs, u, v = obj.x0, obj.y0, obj.ys, obj.xs, obj.u, obj.v
     body = (v >= 0.42) & (v <= 0.86)
     if side:
         slope = 0.12 * np.clip((0.42 - v) / 0.32, 0, 1)
@@ -257,17 +281,15 @@ def _car(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height: fl
     material[hot] = ENGINE
     material[glass] = GLASS
     material[wheels] = TYRE
-    cv.paint(sl, m, rgb, material, CAR, inst, float(rng.uniform(-10, 10)))
-    cv.regions[inst] = (sl[0], sl[1], CAR)
+    cv.paint_object(obj.sl, m, rgb, material, CAR, inst, float(rng.uniform(-10, 10)))
 
 
 def _bike(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height: float, inst: int) -> None:
     width = 1.7 * height
-    x0, y0 = cx - width / 2, yb - height
-    reg = cv.region(x0, y0, x0 + width, yb)
-    if reg is None:
+    obj = cv.standing(cx, yb, width, height)
+    if obj is None:
         return
-    sl, ys, xs = reg
+    x0, y0, ys, xs = obj.x0, obj.y0, obj.ys, obj.xs
     r = 0.3 * height
     thick = max(0.9, 0.06 * height)
 
@@ -289,8 +311,7 @@ def _bike(cv: _Canvas, rng: np.random.Generator, cx: float, yb: float, height: f
     rgb[:] = _BIKE_COLOURS[rng.integers(len(_BIKE_COLOURS))]
     rgb[tyres] = rgb[tyres] * 0.45
     material = np.where(tyres, TYRE, BIKE_FRAME).astype(np.uint8)
-    cv.paint(sl, m, rgb, material, BIKE, inst, float(rng.uniform(-8, 8)))
-    cv.regions[inst] = (sl[0], sl[1], BIKE)
+    cv.paint_object(obj.sl, m, rgb, material, BIKE, inst, float(rng.uniform(-8, 8)))
 
 
 def _draw_objects(cv: _Canvas, rng: np.random.Generator, road: dict[str, float]) -> None:

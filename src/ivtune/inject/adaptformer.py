@@ -38,9 +38,7 @@ class AdaptFormerBlock(BlockWrapper):
     """The frozen block with a :class:`ParallelAdapter` beside its MLP (on every token, prefix tokens included)."""
 
     def __init__(self, block: nn.Module, recipe: Recipe, dim: int, bottleneck: int = 64, scale: float = 0.1) -> None:
-        super().__init__()
-        self.block = block
-        self.recipe = recipe
+        super().__init__(block, recipe)
         self.adapter = ParallelAdapter(dim, bottleneck, scale)
 
     def mlp_residual(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

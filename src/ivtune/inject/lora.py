@@ -78,7 +78,7 @@ class LoRABlock(BlockWrapper):
     """The frozen block, its attention's projections LoRA-wrapped, run through its residual recipe."""
 
     def __init__(self, block: nn.Module, recipe: Recipe, dim: int, rank: int = 8, alpha: float = 8.0) -> None:
-        super().__init__()
+        super().__init__(block, recipe)
         attn = block.attn
         targets = _attention_targets(attn)
         if not targets:
@@ -92,8 +92,6 @@ class LoRABlock(BlockWrapper):
             attn.qkv_bias_separate = True
         for name in targets:
             setattr(attn, name, LoRALinear(getattr(attn, name), rank, alpha))
-        self.block = block
-        self.recipe = recipe
         self.targets = tuple(targets)
 
     # forward: BlockWrapper's (the block's own residuals; its attention's projections are the LoRA-wrapped ones)

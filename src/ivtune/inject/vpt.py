@@ -36,22 +36,12 @@ class VPTBlock(BlockWrapper):
     """``x -> drop_prompts(block([prefix; prompts; patches]))``; the block itself is untouched and frozen."""
 
     def __init__(self, block: nn.Module, recipe: Recipe, dim: int, num_tokens: int = 10, patch_size: int = 16) -> None:
-        super().__init__()
-        self.block = block
-        self.recipe = recipe
+        super().__init__(block, recipe)
         self.prompts = PromptTokens(dim, num_tokens, patch_size)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        z: torch.Tensor | None = None,
-        hw: tuple[int, int],
-        num_prefix_tokens: int = 0,
-        rope: torch.Tensor | None = None,
-        **block_kwargs: Any,
-    ) -> torch.Tensor:
-        """x: (B, P + h*w, C) -> same shape; ``z`` (the IV-tuning internal prompt) is not used."""
+    def residuals(self, x: torch.Tensor, hw: tuple[int, int], num_prefix_tokens: int = 0,
+                  rope: torch.Tensor | None = None, **block_kwargs: Any) -> torch.Tensor:
+        """x: (B, P + h*w, C) -> same shape: the prompts join the tokens for the block and leave after it."""
         n = self.prompts.tokens.shape[1]
         p = num_prefix_tokens
         x = torch.cat([x[:, :p], self.prompts(x.shape[0]).to(x.dtype), x[:, p:]], dim=1)
@@ -63,7 +53,7 @@ class VPTBlock(BlockWrapper):
             rope = torch.cat([torch.cat([sin.new_zeros(shape), sin], -2), torch.cat([cos.new_ones(shape), cos], -2)],
                              -1)
             block_kwargs["rope"] = rope
-        x = super().forward(x, hw=hw, **block_kwargs)
+        x = super().residuals(x, hw, **block_kwargs)
         return torch.cat([x[:, :p], x[:, p + n:]], dim=1)
 
     def iv_modules(self) -> list[nn.Module]:

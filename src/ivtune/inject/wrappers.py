@@ -39,6 +39,11 @@ class BlockWrapper(nn.Module):
     block: nn.Module
     recipe: Recipe
 
+    def __init__(self, block: nn.Module, recipe: Recipe) -> None:
+        super().__init__()
+        self.block = block
+        self.recipe = recipe
+
     def iv_modules(self) -> list[nn.Module]:
         raise NotImplementedError
 
@@ -51,8 +56,13 @@ class BlockWrapper(nn.Module):
         num_prefix_tokens: int = 0,
         **block_kwargs: Any,
     ) -> torch.Tensor:
-        """x: (B, P + h*w, C) -> same shape: the block's two residuals as its recipe restates them; ``z`` (the
-        IV-tuning internal prompt) is not used. Wrappers that change a residual override :meth:`mlp_residual`."""
+        """x: (B, P + h*w, C) -> same shape: :meth:`residuals`; ``z`` (the IV-tuning internal prompt) is not used."""
+        return self.residuals(x, hw, num_prefix_tokens, **block_kwargs)
+
+    def residuals(self, x: torch.Tensor, hw: tuple[int, int], num_prefix_tokens: int = 0,
+                  **block_kwargs: Any) -> torch.Tensor:
+        """The block's two residuals as its recipe restates them. Wrappers that change a residual override
+        :meth:`mlp_residual`; one that changes the tokens around the block (VPT) overrides this."""
         x = self.recipe.attn(self.block, x, hw, **block_kwargs)
         return self.mlp_residual(x, hw)
 
@@ -101,9 +111,7 @@ class AdaptedBlock(BlockWrapper):
     """
 
     def __init__(self, block: nn.Module, recipe: Recipe, dim: int, **adapter_kwargs: Any) -> None:
-        super().__init__()
-        self.block = block
-        self.recipe = recipe
+        super().__init__(block, recipe)
         self.iv_attn = InsertionPoint(dim, **adapter_kwargs)
         self.iv_mlp = InsertionPoint(dim, **adapter_kwargs)
 

@@ -3,14 +3,16 @@ fusion, docs/METHOD.md section 10, variant (a))."""
 
 from __future__ import annotations
 
-from .base import Method, register_method, train_everything
-from .iv_tuning import IVTuningConfig, build_iv_network
+from dataclasses import replace
 
-FULL = register_method(Method(
+from .base import register_method, train_everything
+from .iv_tuning import IV_TUNING
+
+# the same network, config and build as iv-tuning: only what trains differs
+FULL = register_method(replace(
+    IV_TUNING,
     name="full",
     description="the IV-tuning network with every parameter trainable (full fine-tuning)",
-    config_cls=IVTuningConfig,
-    build=build_iv_network,
     configure=train_everything,
     trains_backbone=True,
 ))

@@ -41,7 +41,7 @@ def adapted_block(config: IVTuningConfig) -> BlockWrapperFactory:
                    dropout=config.dropout)
 
 
-build_iv_network = ir_entry_build(adapted_block)  # also the network of ``full``
+build_iv_network = ir_entry_build(adapted_block)  # also the network of ``full`` (methods/full.py)
 
 
 IV_TUNING = register_method(Method(

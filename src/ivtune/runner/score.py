@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..config import load_config
+from ..data.jsonsafe import json_safe
 from ..data.layout import index_dir, read_classes_file, require_dir
 from ..data.pairs import condition_from_name
 from ..errors import ConfigError, DataError
@@ -68,7 +69,7 @@ class ScoreResult:
 
     def full_summary(self) -> dict[str, Any]:
         """The summary, JSON-ready (NaN as null), with the unmatched files: ``{kind: {"count": n, "paths": [...]}}``."""
-        return _json_safe({**self.summary,
+        return json_safe({**self.summary,
                            "unmatched": {k: {"count": len(v), "paths": v} for k, v in self.unmatched.items()}})
 
     def unmatched_lines(self, shown: int = SHOWN) -> list[str]:
@@ -83,16 +84,6 @@ class ScoreResult:
         return lines
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-        return value.item()
-    return value
 
 
 def _load_json(path: Path, what: str) -> Any:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,15 @@ def _read_text(path: str | Path, what: str) -> str:
         raise DataError(f"Cannot read {what} {p}: {exc}.") from exc
 
 
+def _token_lines(path: str | Path, what: str, comment: str | None = None) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, line, whitespace-split tokens)`` of every line of a text label file that holds tokens
+    (blank lines and, with ``comment``, lines whose first token starts with it are skipped)."""
+    for lineno, line in enumerate(_read_text(path, what).splitlines(), 1):
+        tokens = line.split()
+        if tokens and not (comment is not None and tokens[0].startswith(comment)):
+            yield lineno, line, tokens
+
+
 def _numbers(tokens: Sequence[str], path: str | Path, lineno: int | str, fmt: str) -> list[float]:
     """Finite floats from ``tokens``; ``lineno`` is a line number or, for xml, where in the file (``object #2``)."""
     where = f"line {lineno}" if isinstance(lineno, int) else lineno
@@ -117,10 +126,7 @@ def parse_yolo(path: str | Path, classes: Sequence[str]) -> RawBoxes:
     blank lines are skipped; an empty file is an image without boxes.
     """
     rows = []
-    for lineno, line in enumerate(_read_text(path, "YOLO label file").splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
+    for lineno, line, tokens in _token_lines(path, "YOLO label file"):
         if len(tokens) != 5:
             raise DataError(f"{path} line {lineno}: expected 5 values 'class cx cy w h', got {len(tokens)}: {line!r}.")
         label = _class_id(tokens[0], path, lineno, classes)
@@ -138,10 +144,7 @@ def parse_pixel_boxes(path: str | Path, classes: Sequence[str], id_map: Mapping[
         id_map: file class id -> 0-based dataset index (default identity); an id outside it is an unknown class.
     """
     rows = []
-    for lineno, line in enumerate(_read_text(path, "box file").splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
+    for lineno, line, tokens in _token_lines(path, "box file"):
         if len(tokens) != 5:
             raise DataError(f"{path} line {lineno}: expected 5 values 'class_id x1 y1 x2 y2', got {line!r}.")
         if id_map is None:
@@ -247,10 +250,7 @@ def parse_kaist(
     if min_height is not None:
         proto = dataclasses.replace(proto, min_height=float(min_height))
     rows, facts = [], []
-    for lineno, line in enumerate(_read_text(path, "KAIST annotation").splitlines(), 1):
-        tokens = line.split()
-        if not tokens or tokens[0].startswith("%"):
-            continue
+    for lineno, line, tokens in _token_lines(path, "KAIST annotation", comment="%"):
         if len(tokens) < 5:
             raise DataError(f"{path} line {lineno}: expected 'label x y w h occ xv yv wv hv ign ang', got {line!r}.")
         label = tokens[0]

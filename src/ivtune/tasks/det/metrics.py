@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ...data.jsonsafe import json_safe
 from ...errors import ConfigError
 from .kaist import DEFAULT_PROTOCOL, PROTOCOLS, MissRateProtocol, get_protocol, log_average_miss_rate
 from .kaist_files import KaistGroundTruth
@@ -211,18 +212,6 @@ def miss_rate_rows(mr: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ report and plots
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _fmt(value: Any) -> str:
@@ -300,7 +289,7 @@ def write_det_report(results: Mapping[str, Any], class_names: Sequence[str], out
             entry["kaist"] = {k: v for k, v in r["kaist"].items() if k not in _CURVES}
         payload["results"][split] = entry
     json_path, md_path = out / "metrics.json", out / "metrics.md"
-    json_path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(json_safe(payload), indent=2) + "\n", encoding="utf-8")
     splits = list(runs)
     lines = ["# Detection metrics", ""]
     if any("mAP" in runs[s] for s in splits):

@@ -28,6 +28,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
 from ...errors import ConfigError, InputShapeError
+from .detector import PairDetector
 from .fcos_regression import ExpScaleRegressionHead
 from .neck import DetNeck
 from .rtdetr import RTDETRDetector
@@ -62,7 +63,7 @@ def pad_batch(images: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Te
     return torch.stack([F.pad(x, (0, size[1] - x.shape[-1], 0, size[0] - x.shape[-2])) for x in images])
 
 
-class DetectionModel(nn.Module):
+class DetectionModel(PairDetector):
     """Object detection on visible + infrared pairs with a torchvision detector over an FPN on an IV backbone.
 
     The backbone's trainability is left as built (``build_backbone(method=...)`` decides it); neck and detector
@@ -166,23 +167,7 @@ class DetectionModel(nn.Module):
     # ------------------------------------------------------------------ inputs
     def batch(self, vis: Sequence[torch.Tensor], ir: Sequence[torch.Tensor]) -> tuple[ImageList, torch.Tensor]:
         """Pad VIS and IR identically to one size divisible by ``size_divisible``: (VIS ImageList, IR batch)."""
-        if isinstance(vis, torch.Tensor) and vis.ndim == 4:
-            vis = list(vis)
-        if isinstance(ir, torch.Tensor) and ir.ndim == 4:
-            ir = list(ir)
-        if len(vis) != len(ir) or not vis:
-            raise InputShapeError(f"give one IR image per visible image, got {len(vis)} visible and {len(ir)} IR.")
-        sizes = []
-        for i, (v, t) in enumerate(zip(vis, ir, strict=True)):
-            if v.ndim != 3 or t.ndim != 3:
-                raise InputShapeError(f"pair {i}: images are (C, H, W) tensors, got vis {tuple(v.shape)} and ir "
-                                      f"{tuple(t.shape)}.")
-            if v.shape[-2:] != t.shape[-2:]:
-                raise InputShapeError(f"pair {i}: vis is {tuple(v.shape[-2:])} but ir is {tuple(t.shape[-2:])}; resize "
-                                      "or register the IR image to the visible one.")
-            sizes.append((int(v.shape[-2]), int(v.shape[-1])))
-        d = self.size_divisible
-        padded = (math.ceil(max(h for h, _ in sizes) / d) * d, math.ceil(max(w for _, w in sizes) / d) * d)
+        vis, ir, sizes, padded = self.check_pairs(vis, ir)
         return ImageList(pad_batch(vis, padded), sizes), pad_batch(ir, padded)
 
     def prepare_targets(self, targets: Sequence[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
@@ -246,20 +231,7 @@ class DetectionModel(nn.Module):
         detections, roi_losses = det.roi_heads(feats, proposals, images.image_sizes, targets)
         return {**rpn_losses, **roi_losses} if targets is not None else detections
 
-    @torch.no_grad()
-    def predict(self, vis: torch.Tensor | Sequence[torch.Tensor], ir: torch.Tensor | Sequence[torch.Tensor],
-                score_thresh: float | None = None) -> list[dict[str, torch.Tensor]]:
-        """Detections for one pair (CHW tensors) or a list / batch of pairs, in eval mode; the mode is restored."""
-        single = isinstance(vis, torch.Tensor) and vis.ndim == 3
-        was_training = self.training
-        self.eval()
-        try:
-            out = self([vis] if single else vis, [ir] if single else ir)
-        finally:
-            self.train(was_training)
-        if score_thresh is not None:
-            out = [{k: v[d["scores"] >= score_thresh] for k, v in d.items()} for d in out]
-        return out
+    # predict: PairDetector's (one pair or a batch, in eval mode)
 
 
 def build_detector(backbone: nn.Module, head: str, num_classes: int, **head_kwargs: Any) -> nn.Module:

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import CheckpointMismatchError, ConfigError, InputShapeError
+from .detector import PairDetector
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-class RTDETRDetector(nn.Module):
+class RTDETRDetector(PairDetector):
     """Object detection on visible + infrared pairs with RT-DETR (Hugging Face transformers) on an IV backbone.
 
     Same interface as the torchvision-based ``DetectionModel``: ``forward(vis, ir, targets=None)`` returns
@@ -373,28 +374,10 @@ class RTDETRDetector(nn.Module):
             ``pixel_values`` = ``cat([vis, ir], 1)`` (B, 3 + C_ir, H, W), ``pixel_mask`` (B, H, W; 1 on image pixels)
             and the unpadded ``(h, w)`` of every image.
         """
-        if isinstance(vis, torch.Tensor) and vis.ndim == 4:
-            vis = list(vis)
-        if isinstance(ir, torch.Tensor) and ir.ndim == 4:
-            ir = list(ir)
-        if len(vis) != len(ir) or not vis:
-            raise InputShapeError(f"give one IR image per visible image, got {len(vis)} visible and {len(ir)} IR.")
-        sizes = []
-        for i, (v, t) in enumerate(zip(vis, ir, strict=True)):
-            if v.ndim != 3 or t.ndim != 3:
-                raise InputShapeError(f"pair {i}: images are (C, H, W) tensors, got vis {tuple(v.shape)} and ir "
-                                      f"{tuple(t.shape)}.")
-            if v.shape[0] != 3:
-                raise InputShapeError(f"pair {i}: vis must have 3 channels, got {v.shape[0]}.")
-            if v.shape[-2:] != t.shape[-2:]:
-                raise InputShapeError(f"pair {i}: vis is {tuple(v.shape[-2:])} but ir is {tuple(t.shape[-2:])}; "
-                                      "resize or register the IR image to the visible one.")
-            sizes.append((int(v.shape[-2]), int(v.shape[-1])))
+        vis, ir, sizes, padded = self.check_pairs(vis, ir, vis_channels=3)
         if len({t.shape[0] for t in ir}) != 1:
             raise InputShapeError(f"all IR images of a batch need the same channel count, got "
                                   f"{[t.shape[0] for t in ir]}.")
-        d = self.size_divisible
-        padded = (math.ceil(max(h for h, _ in sizes) / d) * d, math.ceil(max(w for _, w in sizes) / d) * d)
         tokens = sum(math.ceil(padded[0] / s) * math.ceil(padded[1] / s) for s in FEAT_STRIDES)
         if tokens < self.hf.config.num_queries:
             raise InputShapeError(f"the padded input {padded[0]}x{padded[1]} gives {tokens} encoder positions at "
@@ -445,20 +428,7 @@ class RTDETRDetector(nn.Module):
             results.append({"boxes": b[keep], "scores": det["scores"][keep], "labels": det["labels"][keep].long()})
         return results
 
-    @torch.no_grad()
-    def predict(self, vis: torch.Tensor | Sequence[torch.Tensor], ir: torch.Tensor | Sequence[torch.Tensor],
-                score_thresh: float | None = None) -> list[dict[str, torch.Tensor]]:
-        """Detections for one pair (CHW tensors) or a list / batch of pairs, in eval mode; the mode is restored."""
-        single = isinstance(vis, torch.Tensor) and vis.ndim == 3
-        was_training = self.training
-        self.eval()
-        try:
-            out = self([vis] if single else vis, [ir] if single else ir)
-        finally:
-            self.train(was_training)
-        if score_thresh is not None:
-            out = [{k: v[d["scores"] >= score_thresh] for k, v in d.items()} for d in out]
-        return out
+    # predict: PairDetector's (one pair or a batch, in eval mode)
 
     # ------------------------------------------------------------------ weights
     def load_detector_weights(self, path: str | Path) -> WeightsReport:

@@ -14,22 +14,14 @@ import numpy as np
 
 from ...data.io import read_label
 from ...data.pairs import PairedDataset, PairRecord, Transform, default_palette
-from ...data.scan import ScanReport
+from ...data.scan import ScanReport, size_problem
 from ...errors import ConfigError
-
-
-def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
-    return int(shape[0]), int(shape[1])
 
 
 def label_size_problem(rec: PairRecord, vis_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> str | None:
     """The label-size-mismatch message for ``rec``, or None when the label matches the visible image."""
-    if _hw(vis_shape) == _hw(mask_shape):
-        return None
-    return (
-        f"Label size mismatch in pair {rec.name!r}: label {rec.label_path} is {_hw(mask_shape)} (H, W) but vis "
-        f"{rec.vis_path} is {_hw(vis_shape)}. Resize the label with nearest-neighbour or fix the pairing."
-    )
+    return size_problem("Label size mismatch", rec, ("label", rec.label_path, mask_shape),
+                        ("vis", rec.vis_path, vis_shape), "Resize the label with nearest-neighbour or fix the pairing.")
 
 
 def bad_label_values(mask: np.ndarray, num_classes: int, ignore_index: int) -> list[int]:
@@ -135,12 +127,11 @@ class PairedSegDataset(PairedDataset):
         report.counts.append(f"Labelled pixels: {c['labelled']} of {c['pixels']}{share} in {c['labels']} label "
                              f"file(s); {len(self.scan_files)} file(s) without a labelled pixel.")
         report.details += self.scan_files
-        if report.num_ok and not c["labelled"]:  # records with a problem are reported already
-            report.problems.append((
-                "no_targets", self.target_folder(),
-                f"not one labelled pixel in the {c['labels']} label file(s) of {self.name}: every value is "
-                f"ignore_index {self.ignore_index} (or there are no labels). Nothing can be learnt or scored: check "
-                "data.ignore_index and that the label files hold class indices."))
+        report.add_no_targets(
+            bool(c["labelled"]), self.target_folder(),
+            f"not one labelled pixel in the {c['labels']} label file(s) of {self.name}: every value is "
+            f"ignore_index {self.ignore_index} (or there are no labels). Nothing can be learnt or scored: check "
+            "data.ignore_index and that the label files hold class indices.")
 
     def record_meta(self, index: int) -> dict[str, Any]:
         return {"label_path": self.records[index].label_path}

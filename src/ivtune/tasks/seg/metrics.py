@@ -22,7 +22,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ...data.jsonsafe import json_safe
 from ...errors import ConfigError, InputShapeError
+
+
+def check_ignore_index(ignore_index: int, num_classes: int) -> None:
+    """Raise :class:`ConfigError` when ``ignore_index`` is one of the ``num_classes`` class indices."""
+    if 0 <= ignore_index < num_classes:
+        raise ConfigError(
+            f"ignore_index={ignore_index} is a valid class index for num_classes={num_classes}; pick a value "
+            "outside [0, num_classes), e.g. 255."
+        )
 
 
 class ConfusionMatrix:
@@ -38,11 +48,7 @@ class ConfusionMatrix:
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}.")
-        if 0 <= ignore_index < num_classes:
-            raise ConfigError(
-                f"ignore_index={ignore_index} is a valid class index for num_classes={num_classes}; pick a value "
-                "outside [0, num_classes), e.g. 255."
-            )
+        check_ignore_index(ignore_index, num_classes)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -145,15 +151,6 @@ def _nanmean(x: torch.Tensor) -> float:
     return float(x[keep].mean()) if bool(keep.any()) else math.nan
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN is not JSON: write it as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _fmt(value: Any) -> str:
@@ -197,7 +194,7 @@ def write_seg_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "metrics.json", out / "metrics.md"
-    payload = {"units": "percent", "class_names": names, "results": _json_safe(results)}
+    payload = {"units": "percent", "class_names": names, "results": json_safe(results)}
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
     splits = list(results)

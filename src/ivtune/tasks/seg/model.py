@@ -14,6 +14,7 @@ from torch import nn
 from ...backbones.neck import LevelNorms, wants_level_norm
 from ...errors import ConfigError, InputShapeError
 from .decoder import build_seg_head, resize_to
+from .metrics import check_ignore_index
 
 
 class SegmentationModel(nn.Module):
@@ -70,11 +71,7 @@ class SegmentationModel(nn.Module):
             raise ConfigError(f"head must be a head name or an nn.Module, got {type(head).__name__}.")
         if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
             raise ConfigError(f"ignore_index must be an int, got {ignore_index!r}.")
-        if 0 <= ignore_index < num_classes:
-            raise ConfigError(
-                f"ignore_index={ignore_index} is a valid class index for num_classes={num_classes}; pick a value "
-                "outside [0, num_classes), e.g. 255."
-            )
+        check_ignore_index(ignore_index, num_classes)
 
         self.backbone = backbone
         self.num_classes = int(num_classes)

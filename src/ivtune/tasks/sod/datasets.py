@@ -40,7 +40,7 @@ from ...data.io import read_gray
 from ...data.layout import pair_by_stem, require_dir
 from ...data.pairs import PairedDataset, PairRecord, Transform
 from ...data.registry import DatasetEntry, build_from_registry
-from ...data.scan import ScanReport
+from ...data.scan import ScanReport, size_problem
 from ...data.scenes import SceneImages, SyntheticScenes
 from ...errors import ConfigError, DataError
 
@@ -62,11 +62,9 @@ def read_gt(path: str | Path) -> np.ndarray:
 
 def gt_size_problem(rec: PairRecord, vis_shape: tuple[int, ...], gt_shape: tuple[int, ...]) -> str | None:
     """The GT-size-mismatch message naming both files, or None."""
-    if tuple(vis_shape[:2]) == tuple(gt_shape[:2]):
-        return None
-    return (f"GT size mismatch in pair {rec.name!r}: ground truth {rec.label_path} is {tuple(gt_shape[:2])} (H, W) "
-            f"but image {rec.vis_path} is {tuple(vis_shape[:2])}. Fix the pairing, or set data.resize_gt: "
-            "true to resize ground truth to the image.")
+    return size_problem("GT size mismatch", rec, ("ground truth", rec.label_path, gt_shape),
+                        ("image", rec.vis_path, vis_shape),
+                        "Fix the pairing, or set data.resize_gt: true to resize ground truth to the image.")
 
 
 def resize_gt(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -137,12 +135,11 @@ class SaliencyDataset(PairedDataset):
             shown = ", ".join(p for p, _ in self.scan_files[:5]) + (" ..." if len(self.scan_files) > 5 else "")
             report.repairs.append(f"{self.name}: {len(self.scan_files)} ground-truth map(s) of another size than "
                                   f"their image resized to it (data.resize_gt): {shown}")
-        if report.num_ok and c["gts"] and not c["salient"]:
-            report.problems.append((
-                "no_targets", self.target_folder(),
-                f"not one salient pixel in the {c['gts']} ground-truth map(s) of {self.name}: nothing to learn or "
-                f"score. Foreground is a value > {GT_THRESHOLD} (or 1 in 0/1 maps): check that the GT files are the "
-                "saliency maps."))
+        report.add_no_targets(  # no ground-truth map at all: nothing to say here
+            bool(c["salient"]) or not c["gts"], self.target_folder(),
+            f"not one salient pixel in the {c['gts']} ground-truth map(s) of {self.name}: nothing to learn or "
+            f"score. Foreground is a value > {GT_THRESHOLD} (or 1 in 0/1 maps): check that the GT files are the "
+            "saliency maps.")
 
     def load_raw(self, index: int) -> dict[str, Any]:
         sample = super().load_raw(index)
