@@ -46,6 +46,18 @@ def _images(h: int, w: int, seed: int = 0):
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 256, (h, w), dtype=np.uint8)
 
 
+def assert_same_prediction(task: str, a, b) -> None:
+    """The issue's parity: equal masks / labels, saliency and scores within 1e-4, boxes within 1e-3 px."""
+    if task == "seg":
+        np.testing.assert_array_equal(a.mask, b.mask)
+    elif task == "sod":
+        np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("task", ["seg", "sod", "det"])
 def test_onnxruntime_reproduces_torch(task, family, tmp_path):
@@ -61,27 +73,71 @@ def test_onnxruntime_reproduces_torch(task, family, tmp_path):
     assert onnx_p.backend.fixed_size == tuple(report.size)
     hw = {"seg": report.size, "sod": (70, 90), "det": (120, 150)}[task]  # det: 120x150 -> 128x160 after the resize
     vis, ir = _images(*hw)
-    a, b = torch_p.predict(vis, ir), onnx_p.predict(vis, ir)
-    if task == "seg":
-        np.testing.assert_array_equal(a.mask, b.mask)
-    elif task == "sod":
-        np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-4)
-    else:
-        np.testing.assert_array_equal(a.labels, b.labels)
-        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    assert_same_prediction(task, torch_p.predict(vis, ir), onnx_p.predict(vis, ir))
 
 
-def test_dynamic_sizes_where_supported(tmp_path):
-    report = export_module(module_of("sod", "vit"), tmp_path / "dyn.onnx", dynamic=True)
-    assert report.size is None and {tuple(c["size"]) for c in report.checks} == {(96, 128), (112, 160)}
-    assert all(c["max_abs_diff"] <= c["limit"] for c in report.checks), report.format()
+# --dynamic per task and family: ViT and EVA trace symbolic sizes; the data.size override gives EVA's SOD run a
+# fixed resize that is a multiple of its patch 14 (the Predictor resizes to it; the graph itself stays dynamic)
+EVA = ["model.backbone=eva02_tiny_patch14_224", "model.timm_kwargs={depth: 2, embed_dim: 64, num_heads: 2}"]
+DYNAMIC = {"vit": {"seg": [], "sod": [], "det": []},
+           "eva": {"seg": EVA, "sod": EVA + ["data.size=[84, 112]"], "det": EVA}}
+
+
+@pytest.mark.parametrize("family", list(DYNAMIC))
+@pytest.mark.parametrize("task", ["seg", "sod", "det"])
+def test_dynamic_sizes_where_supported(task, family, tmp_path):
+    module = module_of(task, "vit", *DYNAMIC[family][task])
+    report = export_module(module, tmp_path / "dyn.onnx", dynamic=True)
+    sizes = {tuple(c["size"]) for c in report.checks}
+    assert report.size is None and len(sizes) == 2, report.format()  # onnxruntime checked at two sizes
+    (h, w), (h2, w2) = sorted(sizes)
+    assert h2 > h and w2 / h2 != w / h  # another size and another aspect ratio
+    enforced = [c for c in report.checks if c["enforced"]]
+    assert enforced and all(c["max_abs_diff"] <= c["limit"] for c in enforced), report.format()
+    what = {"seg": {"logits"}, "sod": {"saliency"}, "det": {"detection boxes (px)", "detection scores"}}[task]
+    assert {c["what"] for c in enforced} >= what
+    if task == "det":  # equal detections after NMS, and some detections to compare
+        assert all(c["detections"] > 0 for c in report.checks if c["what"] == "detection boxes (px)")
     p = Predictor.from_onnx(tmp_path / "dyn.onnx")
     assert p.backend.fixed_size is None
-    # the segmentation head resizes to int() sizes while tracing: --dynamic says so and names the fix
-    with pytest.raises(ExportError, match=r"--dynamic is not supported for vit_small_patch16_224 .*--size H W"):
-        export_module(module_of("seg", "vit"), tmp_path / "seg.onnx", dynamic=True)
-    assert not (tmp_path / "seg.onnx").exists()
+    # the Predictor over the dynamic graph matches torch on images of both sizes (after the run's own resize)
+    torch_p = Predictor.from_module(module)
+    for hw in sorted(sizes):
+        vis, ir = _images(*hw, seed=hw[0])
+        assert_same_prediction(task, torch_p.predict(vis, ir), p.predict(vis, ir))
+
+
+@pytest.mark.parametrize("task", ["seg", "sod", "det"])
+def test_dynamic_is_refused_for_swin_with_the_fix(task, tmp_path):
+    # Swin's shifted windows fix the traced sizes: refused before tracing, naming the family and --size H W
+    with pytest.raises(ExportError, match=r"--dynamic is not supported for swin_tiny_patch4_window7_224 .*the swin "
+                                          r"backbone family .*window.*--size H W \(multiples of \d+\)"):
+        export_module(module_of(task, "swin"), tmp_path / "swin.onnx", dynamic=True)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("task", ["seg", "sod"])
+def test_fp16_export_is_half_inside_and_close_to_fp32_torch(task, tmp_path):
+    from ivtune.runner.export import FP16_RTOL, OnnxBackend, example_inputs
+    from ivtune.runner.predictor import TorchBackend, deployment_of
+
+    module = module_of(task, "vit")
+    size = {"seg": (64, 96), "sod": None}[task]
+    report = export_module(module, tmp_path / "h.onnx", size=size, fp16=True)
+    assert report.fp16 and ", fp16" in report.format()
+    model = onnx.load(str(tmp_path / "h.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["ivtune.precision"] == "fp16"
+    weights = [t for t in model.graph.initializer if t.dims and np.prod(t.dims) > 64]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)  # the weights are half
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 2
+    # onnxruntime's fp16 graph against the fp32 torch model, within the documented relative tolerance
+    vis, ir = example_inputs(tuple(report.size), deployment_of(task).inputs(module).ir_channels, seed=7)
+    ref = TorchBackend(deployment_of(task).graph(module))(vis, ir)
+    got = OnnxBackend(tmp_path / "h.onnx")(vis, ir)
+    for name, r in ref.items():
+        diff = float((got[name] - r).abs().max())
+        assert 0 < diff <= FP16_RTOL * max(1.0, float(r.abs().max())), (name, diff)  # > 0: really not fp32
 
 
 def test_metadata_describes_the_graph(tmp_path):
@@ -144,6 +200,15 @@ def test_cli_export_writes_and_reports(det_run, tmp_path):
     assert "onnx.checker ok" in res.output and "detection boxes (px)" in res.output
     res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "x.onnx"), "--size", "100", "160"])
     assert res.exit_code == 2 and "error: --size 100 160 is not a multiple of 32" in res.output
+
+
+def test_cli_export_fp16(det_run, tmp_path):
+    res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "h.onnx"), "--size", "128", "160",
+                                    "--fp16"])
+    assert res.exit_code == 0, res.output
+    assert "128x160, opset 18, fp16" in res.output and "cls_logits max |diff|" in res.output
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "h.onnx")).metadata_props}
+    assert meta["ivtune.precision"] == "fp16"
 
 
 @pytest.mark.shared

@@ -44,6 +44,12 @@ PARITY_ATOL = 1e-4  # onnxruntime vs torch: segmentation logits, SOD maps, detec
 BOX_ATOL = 1e-3  # detection boxes, pixels
 FP16_RTOL = 2e-2  # a --fp16 graph against the fp32 torch model, relative to the output's largest magnitude
 EXTRAS = ("onnx", "onnxruntime", "onnxscript")
+# backbone families whose graph cannot take symbolic sizes (why, for the --dynamic error); the others trace it
+FIXED_SIZE_FAMILIES = {
+    family: "its shifted-window attention pads every stage's grid to window multiples and builds the shift mask "
+            "from the grid size (timm's window partition), which torch.export cannot keep symbolic"
+    for family in ("swin", "swinv2")
+}
 
 
 class ExportError(IVTuneError, RuntimeError):
@@ -141,11 +147,12 @@ class _Half(nn.Module):
 
     def __init__(self, graph: nn.Module) -> None:
         super().__init__()
-        self.graph = copy.deepcopy(graph).half()
+        # not "graph": the exporter's fx GraphModule has its own .graph, which would shadow this submodule
+        self.half_graph = copy.deepcopy(graph).half()
         self.output_names = graph.output_names
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.graph(vis.half(), ir.half())
+        out = self.half_graph(vis.half(), ir.half())
         return tuple(o.float() if o.is_floating_point() else o for o in out)
 
 
@@ -172,6 +179,17 @@ def export_size(spec: InputSpec, size: Sequence[int] | None, dynamic: bool, what
         raise ExportError(f"--size {h} {w} is not a multiple of {m} ({what}: the inputs are padded to multiples of "
                           f"{m}). Export with --size {ph} {pw} (pad to it) or with --dynamic.")
     return h, w
+
+
+def check_dynamic(module: nn.Module, what: str, multiple: int) -> None:
+    """Raise the named --dynamic error for a backbone family that fixes sizes, before any (slow) tracing."""
+    from ..backbones.base import IVBackbone
+
+    families = {m.family.name for m in module.modules() if isinstance(m, IVBackbone)}
+    for family in sorted(families & set(FIXED_SIZE_FAMILIES)):
+        raise ExportError(f"--dynamic is not supported for {what}: the {family} backbone family fixes the input "
+                          f"height / width ({FIXED_SIZE_FAMILIES[family]}). Export one graph per input size with "
+                          f"--size H W (multiples of {multiple}).")
 
 
 def _describe(module: Any) -> str:
@@ -250,7 +268,7 @@ def _compare(task: str, ref: dict[str, torch.Tensor], got: dict[str, torch.Tenso
             raise ExportError(f"onnxruntime and torch give different detections after NMS ({len(b.labels)} vs "
                               f"{len(a.labels)} boxes, labels {b.labels[:10].tolist()} vs {a.labels[:10].tolist()}).")
         rows.append({"what": "detection boxes (px)", "max_abs_diff": float(np.abs(a.boxes - b.boxes).max(initial=0)),
-                     "limit": BOX_ATOL, "enforced": True})
+                     "limit": BOX_ATOL, "enforced": True, "detections": len(a.labels)})
         rows.append({"what": "detection scores", "max_abs_diff": float(np.abs(a.scores - b.scores).max(initial=0)),
                      "limit": PARITY_ATOL, "enforced": True})
     return rows
@@ -276,6 +294,8 @@ def export_module(module: Any, out: str | Path, *, size: Sequence[int] | None = 
     if dynamic and size is not None:
         raise ExportError("give either --size H W (a fixed-size graph) or --dynamic, not both.")
     traced = export_size(spec, size, dynamic, what)
+    if dynamic:
+        check_dynamic(module, what, spec.pad_multiple)
     exported = _Half(graph) if fp16 else graph
     args = example_inputs(traced, spec.ir_channels)
     program = _torch_export(exported, args, dynamic, spec.pad_multiple, what)

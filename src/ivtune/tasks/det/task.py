@@ -283,7 +283,9 @@ class DenseDetGraph(DeployGraph):
         head = det.head(maps)
         anchors = det.anchor_generator(images, maps)[0]
         per_location = head["cls_logits"].shape[1] // sum(x.shape[-2] * x.shape[-1] for x in maps)
-        sizes = torch.tensor([x.shape[-2] * x.shape[-1] * per_location for x in maps], dtype=torch.int64)
+        # torch.full keeps the (symbolic under --dynamic) counts in the graph; torch.tensor would fix them
+        sizes = torch.stack([torch.full((), x.shape[-2] * x.shape[-1] * per_location, dtype=torch.int64)
+                             for x in maps])
         return tuple(head[k] for k in self.output_names[:-2]) + (anchors, sizes)
 
 

@@ -26,9 +26,12 @@ def resize_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tens
 
     ``align_corners=False`` with an explicit size (never a scale factor) keeps odd sizes such as 15x20 -> 30x40 or
     7x9 -> 14x18 exact, where ``scale_factor=2`` would be right only by luck of the rounding.
+
+    A size taken from ``other.shape[-2:]`` stays symbolic while ``torch.export`` traces (``int()`` would fix the
+    traced size into the graph), so ``ivtune export --dynamic`` keeps height and width free.
     """
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
+    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size[:2])
+    if x.shape[-2] == size[0] and x.shape[-1] == size[1]:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
