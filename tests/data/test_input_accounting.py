@@ -18,9 +18,9 @@ from PIL import Image
 from ivtune.config import load_config
 from ivtune.data.io import read_gray
 from ivtune.data.scenes import write_synthetic_dataset
-from ivtune.errors import ConfigError, DataError
+from ivtune.errors import CheckpointMismatchError, ConfigError, DataError
 from ivtune.runner.predict import match_pairs
-from ivtune.runner.run import _preflight, train
+from ivtune.runner.run import _preflight, evaluate, train
 from ivtune.tasks import get_task
 from ivtune.tasks.det.datasets import build_det_dataset
 from ivtune.tasks.det.formats import parse_coco
@@ -118,7 +118,7 @@ def test_coco_annotations_of_no_image_are_counted_by_data_check_and_train(tmp_pa
     config = retarget(REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml", "m3fd", tmp_path)
     cfg = load_config(config, [f"data.root={tmp_path}", "data.format=coco", "data.val_split=null"])
     with caplog.at_level(logging.INFO, logger="ivtune"):
-        _preflight(cfg, get_task("det"), for_training=True)  # what train runs before it writes anything
+        _preflight(cfg, get_task("det"), ["train"])  # what train runs before it writes anything
     assert f"{path}: 2 annotation(s) refer to image ids" in caplog.text
 
 
@@ -164,10 +164,22 @@ def test_train_shows_the_clip_and_drop_counts_that_data_check_shows(tmp_path, ca
     config = retarget(REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml", "folders", tmp_path)
     cfg = load_config(config, [f"data.root={root}", "data.val_split=null"])
     with caplog.at_level(logging.WARNING, logger="ivtune"):
-        _preflight(cfg, get_task("det"), for_training=True)
+        _preflight(cfg, get_task("det"), ["train"])
     assert "Clipped to the image: 1 box(es); dropped (zero area): 1 box(es)." in caplog.text
     assert f"{box}: 1 clipped, 1 dropped" in caplog.text
     assert "1 box(es) clipped to the image, 1 zero-area box(es) dropped" in caplog.text
+
+
+def test_eval_shows_the_repair_counts_of_the_scored_split_before_loading_weights(tmp_path, caplog):
+    root = write_synthetic_dataset(tmp_path / "data", {"train": 2, "test": 2}, height=H, width=W)
+    box = sorted((root / "test" / "boxes").iterdir())[0]
+    cid = box.read_text().split()[0]
+    box.write_text(box.read_text() + f"{cid} -5 2 10 10\n")
+    config = retarget(REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml", "folders", tmp_path)
+    overrides = [f"data.root={root}", "data.val_split=null", "data.test_split=test", f"train.output_dir={tmp_path}"]
+    with caplog.at_level(logging.WARNING, logger="ivtune"), pytest.raises(CheckpointMismatchError, match="not found"):
+        evaluate(config, overrides=overrides)  # nothing trained: the scan still runs first and says what it repairs
+    assert "data split 'test'" in caplog.text and f"{box}: 1 clipped" in caplog.text
 
 
 def test_a_class_list_naming_a_class_twice_is_an_error(tmp_path):

@@ -200,6 +200,16 @@ def test_eval_says_which_step_when_the_two_files_differ(run_copy, caplog):
     assert "holds step 4 but checkpoints/last.ckpt step 2" in caplog.text
 
 
+def test_metrics_record_the_evaluated_weights_and_step(run_copy):
+    evaluate(run_copy)
+    out = run_copy / "eval" / "test"
+    record = json.loads((out / "metrics.json").read_text())["evaluated"]
+    weights = run_copy / "checkpoints" / "model.safetensors"
+    assert record == {"file": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(), "step": 4,
+                      "split": "test"}
+    assert f"Evaluated weights: `{weights}` at training step 4" in (out / "metrics.md").read_text()
+
+
 # ------------------------------------------------------------------------------------------ corrupted weights
 @pytest.mark.parametrize("damage, match", [
     ("random_bytes", r"model\.safetensors is corrupted or was replaced: its sha256 is [0-9a-f]{64}, but "

@@ -85,12 +85,10 @@ def datamodule_of(task: Task, cfg: Config) -> PairedDataModule:
     return PairedDataModule(cfg, task.build_dataset, task.collate)
 
 
-def _preflight(cfg: Config, task: Task, for_training: bool) -> Any:
-    """Everything a scan can find before hours of training: datasets complete and readable, sizes compatible,
-    something to learn from; the counted repairs (clipped boxes, files not used ...) are shown as ``data check``
-    shows them."""
-    splits = [cfg.data.train_split] if for_training else []
-    splits += [s for s in (cfg.data.val_split,) if s and for_training]
+def _preflight(cfg: Config, task: Task, splits: list[str], action: str = "nothing was trained") -> Any:
+    """Everything a scan can find before hours of training (or an evaluation): datasets complete and readable,
+    sizes compatible, something to learn from; the counted repairs (clipped boxes, files not used ...) are shown as
+    ``data check`` shows them. Returns the first split's dataset."""
     problems: list[str] = []
     first = None
     for split in splits:
@@ -105,7 +103,7 @@ def _preflight(cfg: Config, task: Task, for_training: bool) -> Any:
         elif lines := report.summary_lines():
             (log.warning if report.repairs else log.info)("data split %r: %s", split, "\n".join(lines))
     if problems:
-        raise DataError("the dataset has problems; nothing was trained:\n" + "\n".join(problems)
+        raise DataError(f"the dataset has problems; {action}:\n" + "\n".join(problems)
                         + f"\nFix them (see `ivtune data check {cfg.source or 'CONFIG'}`) and start again.")
     return first
 
@@ -230,7 +228,7 @@ def _checked_run(config_or_run: str | Path | Config, cfg: Config, run_dir: Path,
                           "start a new one with --set train.run_name=NEW_NAME.")
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     task = get_task(cfg.task)
-    ds = _preflight(cfg, task, for_training=True)
+    ds = _preflight(cfg, task, [s for s in (cfg.data.train_split, cfg.data.val_split) if s])
     info = task.dataset_info(ds)
     if state is not None:
         check_resume_dataset(info, run_dir / DATASET_INFO)
@@ -358,6 +356,8 @@ def _evaluate(config_or_run, split, overrides, out_dir, degrade, suite, seed):
     if degradations:
         sample_rng(seed, "")  # and so does a bad seed
     task = get_task(cfg.task)
+    # the same scan as at the start of train: what is repaired or not used in the scored split is shown with counts
+    _preflight(cfg, task, [str(split)], action="nothing was evaluated")
     module = load_run_model(cfg, run_dir, task)
     trainer = build_trainer(cfg, run_dir, for_training=False)
 
@@ -380,12 +380,29 @@ def _evaluate(config_or_run, split, overrides, out_dir, degrade, suite, seed):
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         task.write_report(clean, json.loads((run_dir / DATASET_INFO).read_text()), out)
+        record_evaluated_weights(out, {**module.weights_record, "split": str(split)})
         csv = latest_metrics_csv(run_dir)
         if csv is not None:
             plot_training_curves(csv, out / "training_curves.png")
         if report is not None:
             write_robustness(report, out)
     return clean, report
+
+
+def record_evaluated_weights(out_dir: Path, record: dict[str, Any]) -> None:
+    """Say in ``metrics.json`` (key ``evaluated``) and ``metrics.md`` which weights file, digest and training step
+    the numbers come from, so a report can be traced to its checkpoint after the run trains on."""
+    json_path, md_path = out_dir / "metrics.json", out_dir / "metrics.md"
+    payload = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if not isinstance(payload, dict):
+        payload = {"results": payload}
+    payload["evaluated"] = record
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
+    md = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
+    line = (f"Evaluated weights: `{record['file']}` at training step {record['step']} "
+            f"(sha256 {str(record['sha256'])[:16]}...), split `{record['split']}`.")
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text((md.rstrip("\n") + "\n\n" if md else "") + line + "\n",
+                                                           encoding="utf-8"))
 
 
 def latest_metrics_csv(run_dir: Path) -> Path | None:
