@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import ivtune.tasks  # noqa: F401  (registers the seg, sod and det tasks and the
 # pytest -n 2 runs two workers on the 2-core CI machine: one intra-op thread each avoids oversubscription
 # (shared machines ran some tests ~30x slower with torch's default thread count)
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # and the same for the subprocesses tests start (CLI, DDP ranks)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IVTUNE_SHARED", REPO.parent / "shared"))
@@ -70,3 +72,43 @@ def retarget(config: Path, dataset: str, out_dir: Path) -> Path:
     out = Path(out_dir) / f"{Path(config).stem}_{dataset}.yaml"
     out.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out
+
+
+def train_steps(model: torch.nn.Module, hw: tuple[int, int], steps: int, **adamw: float) -> torch.nn.Module:
+    """``steps`` AdamW steps (lr 1e-2, ``adamw`` overrides) of ``model``'s trainable tensors on ``mean(out^2)`` over
+    ``pair(hw, seed=step)``; returns a copy of the model as it was before them."""
+    before = copy.deepcopy(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], **{"lr": 1e-2, **adamw})
+    for step in range(steps):
+        loss = sum(o.float().pow(2).mean() for o in model(*pair(hw, seed=step)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return before
+
+
+def assert_only_iv_parameters_train(model: torch.nn.Module, hw: tuple[int, int], steps: int = 3) -> torch.nn.Module:
+    """The trainable tensors are exactly the IV modules' (found structurally); after ``steps`` optimiser steps every
+    IV parameter moved and every frozen one is unchanged and has no gradient. Returns the model before the steps."""
+    iv_ids = {id(p) for m in model.iv_modules() for p in m.parameters()}
+    assert {id(p) for p in model.parameters() if p.requires_grad} == iv_ids
+    before = train_steps(model, hw, steps)
+    old = dict(before.named_parameters())
+    for n, p in model.named_parameters():
+        if id(p) in iv_ids:
+            assert not torch.equal(p, old[n]), f"IV parameter {n} did not move"
+        else:
+            assert p.grad is None and torch.equal(p, old[n]), f"frozen {n} changed or got a gradient"
+    return before
+
+
+def assert_meta_counts(name: str, trainable: int, frozen: int, **kwargs: object) -> torch.nn.Module:
+    """Build the full-size backbone ``name`` on the meta device (no memory, no download), assert its exact trainable
+    and frozen parameter counts, and return it."""
+    from ivtune import build_backbone, count_parameters
+
+    with torch.device("meta"):
+        model = build_backbone(name, **kwargs)
+    counts = count_parameters(model)
+    assert (counts["trainable"], counts["frozen"]) == (trainable, frozen)
+    return model

@@ -16,13 +16,16 @@ def run(script: str, *args: str) -> None:
 
 
 def test_efficiency_smoke(tmp_path):
-    run("efficiency.py", "--quick", "--smoke", "--out", str(tmp_path))
+    # four methods cover every kind of row (the floor, ours, the baseline, one a family does not support); the
+    # methods themselves are built and stepped in tests/methods
+    run("efficiency.py", "--quick", "--smoke", "--out", str(tmp_path), "--methods", "plain", "iv-tuning",
+        "dual-branch", "vpt")
     (js,) = tmp_path.glob("efficiency_smoke_*.json")
     data = json.loads(js.read_text())
     assert {"cpu", "cores", "torch"} <= set(data["machine"])
     methods = {(r["backbone"], r["method"]) for r in data["rows"]}
     assert ("vit-tiny", "vpt") in methods and ("swin-tiny", "vpt") not in methods
-    assert {("swin-tiny", m) for m in ("plain", "iv-tuning", "dual-branch", "lora", "adaptformer", "frozen")} <= methods
+    assert {(b, m) for b in ("swin-tiny", "vit-tiny") for m in ("plain", "iv-tuning", "dual-branch")} <= methods
     for r in data["rows"]:
         assert r["infer_ms"] > 0
         assert r["method"] == "plain" or r["train_ms"] > 0
