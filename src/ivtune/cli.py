@@ -157,7 +157,9 @@ def predict(run: str, vis_path: str, ir_path: str, out_dir: str, device: str) ->
               help="Fixed input size after the run's resize (multiples of the patch size); default: the run's fixed "
               "resize (SOD).")
 @click.option("--dynamic", is_flag=True, help="Symbolic input height and width instead of a fixed size.")
-@click.option("--opset", default=18, show_default=True, type=int, help="ONNX opset.")
+# the default is runner.export.DEFAULT_OPSET, written out so that --help does not import the export module
+@click.option("--opset", default=23, show_default=True, type=int,
+              help="ONNX opset (23: attention as one fused op).")
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 inputs / outputs).")
 @_set_option
 def export(run: str, fmt: str, out: str, size: tuple[int, int] | None, dynamic: bool, opset: int, fp16: bool,

@@ -206,7 +206,7 @@ def test_cli_export_fp16(det_run, tmp_path):
     res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "h.onnx"), "--size", "128", "160",
                                     "--fp16"])
     assert res.exit_code == 0, res.output
-    assert "128x160, opset 18, fp16" in res.output and "cls_logits max |diff|" in res.output
+    assert "128x160, opset 23, fp16" in res.output and "cls_logits max |diff|" in res.output
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "h.onnx")).metadata_props}
     assert meta["ivtune.precision"] == "fp16"
 
@@ -252,3 +252,11 @@ def test_example_inputs_are_fixed():
 
     a, b = example_inputs((32, 48), 1), example_inputs((32, 48), 1)
     assert torch.equal(a[0], b[0]) and a[1].shape == (1, 1, 32, 48)
+
+
+def test_cli_opset_default_is_the_exporters():
+    from ivtune.cli import export
+    from ivtune.runner.export import DEFAULT_OPSET
+
+    (opset,) = [p for p in export.params if p.name == "opset"]
+    assert opset.default == DEFAULT_OPSET == 23  # 23: attention exports as ONNX's fused Attention op
