@@ -373,7 +373,27 @@ def _label(r: dict[str, Any]) -> str:
                                                                         else "")
 
 
+ROW_KEY = ("backbone", "method", "batch", "compiled", "code")
+
+
+def combine_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per job: with ``--rounds N`` the median over the rounds of each timing and of the peak memory."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = tuple(r.get(k) for k in ROW_KEY)
+        if key not in out:
+            out[key] = {**r, "rounds": []}
+        out[key]["rounds"].append({k: r.get(k) for k in ("train_ms", "infer_ms", "peak_mem_mb")})
+    for r in out.values():
+        for k in ("train_ms", "infer_ms", "peak_mem_mb"):
+            values = [x[k] for x in r["rounds"] if x[k] is not None]
+            if values:
+                r[k] = statistics.median(values)
+    return list(out.values())
+
+
 def markdown(rows: list[dict[str, Any]], mach: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = combine_rounds(rows)
     gpu = mach["gpu"] and not args.cpu
     dev = f"GPU {mach['gpu']} (CUDA {mach['cuda']}, bf16 autocast)" if gpu else \
         f"CPU {mach['cpu']}, {mach['cores']} cores ({mach['torch_threads']} torch threads), fp32"
@@ -383,7 +403,8 @@ def markdown(rows: list[dict[str, Any]], mach: dict[str, Any], args: argparse.Na
     lines = [
         f"# Efficiency ({mode})", "",
         f"Machine: {dev}; torch {mach['torch']}, Python {mach['python']}. Input {first['size'][0]}x{first['size'][1]}"
-        f"; medians over {first['repeats']} repeats after {first['warmup']} warm-up.", "",
+        f"; medians over {first['repeats']} repeats after {first['warmup']} warm-up"
+        + (f", then the median over {args.rounds} interleaved rounds" if args.rounds > 1 else "") + ".", "",
         "Train step = forward + backward + AdamW step of backbone + SegFormer head (embed 128, 9 classes, CE). "
         "Peak memory = " + ("CUDA max_memory_allocated" if gpu else
                             "rise of the max RSS of a fresh process per method, from before the build") +
@@ -451,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-infer", action="store_true", help="time the train step only")
     p.add_argument("--profile", action="store_true", help="one profiled step: kernels, GPU busy / wall time")
     p.add_argument("--no-cuda-graphs", action="store_true", help="with --compile: inference without CUDA graphs")
+    p.add_argument("--rounds", type=int, default=1, help="run the job list N times interleaved; report medians")
     p.add_argument("--baseline-src", default=None, help="another ivtune src/ tree to run every job with too")
     p.add_argument("--in-process", action="store_true", help="no subprocess per method (memory then less exact)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -469,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "_smoke" if args.smoke else "_ops" if args.ops_only else "_quick" if args.quick else ""
     stem = f"efficiency{mode}{'_' + args.tag if args.tag else ''}_{machine_tag(mach)}"
     rows = []
-    for job in jobs(args):
+    # --rounds: the whole job list again, interleaved, so a change of machine load hits every job alike
+    for job in jobs(args) * args.rounds:
         t = time.perf_counter()
         row = run_job(job, in_process=args.smoke or args.in_process)
         rows.append(row)
