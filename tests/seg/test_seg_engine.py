@@ -104,7 +104,10 @@ def test_ddp_two_processes_match_one(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     runs = {}
     for name, extra in (("one", ["train.devices=1", "data.batch_size=4"]),
-                        ("two", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2"])):
+                        ("two", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2"]),
+                        # the compiled path under DDP (issue 13): regional torch.compile of the blocks in each rank
+                        ("two_compiled", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2",
+                                          "model.compile=true"])):
         args = [sys.executable, "-m", "ivtune.cli", "train", str(TINY_CONFIG)]
         for o in overrides(tmp_path / name, *common, *extra):
             args += ["--set", o]
@@ -119,14 +122,16 @@ def test_ddp_two_processes_match_one(tmp_path):
     params = [k for k, v in runs["one"].items() if v.is_floating_point() and "running_" not in k]
     assert len(params) > 50 and set(params) <= set(init)
     d_one = torch.cat([(runs["one"][k] - init[k]).flatten() for k in params])
-    d_two = torch.cat([(runs["two"][k] - init[k]).flatten() for k in params])
-    cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
-    rel = ((d_two - d_one).norm() / d_one.norm()).item()
-    print(f"DDP 2 x gloo vs 1 process: update cosine {cosine:.4f}, relative difference {rel:.4f}")
-    # Adam's normalised step turns reduction-order noise in near-zero gradients into whole steps, so the two runs
-    # differ by a few per cent whose size depends on the thread count (0.5 % at 2 threads, 2.2 % at 1); a rank
-    # that saw another batch size, another learning rate or lost its BatchNorm statistics moves far more than that
-    assert d_one.norm() > 0 and cosine > 0.999 and rel < 0.05
+    assert d_one.norm() > 0
+    for name in ("two", "two_compiled"):
+        d_two = torch.cat([(runs[name][k] - init[k]).flatten() for k in params])
+        cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
+        rel = ((d_two - d_one).norm() / d_one.norm()).item()
+        print(f"DDP 2 x gloo ({name}) vs 1 process: update cosine {cosine:.4f}, relative difference {rel:.4f}")
+        # Adam's normalised step turns reduction-order noise in near-zero gradients into whole steps, so the runs
+        # differ by a few per cent whose size depends on the thread count (0.5 % at 2 threads, 2.2 % at 1); a rank
+        # that saw another batch size, another learning rate or lost its BatchNorm statistics moves far more
+        assert cosine > 0.999 and rel < 0.05, name
 
 
 def test_preflight_reports_bad_crop(tmp_path):
