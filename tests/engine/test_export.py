@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from ivtune.cli import main
 from ivtune.runner import load_config
-from ivtune.runner.export import ExportError, OnnxModelError, export_module, export_onnx
+from ivtune.runner.export import ExportError, export_module, export_onnx
+from ivtune.runner.onnx_model import OnnxBackend, OnnxModelError
 from ivtune.runner.predictor import Predictor
 from ivtune.runner.run import build_module_seeded, train
 from ivtune.tasks import get_task
@@ -118,7 +119,7 @@ def test_dynamic_is_refused_for_swin_with_the_fix(task, tmp_path):
 
 @pytest.mark.parametrize("task", ["seg", "sod"])
 def test_fp16_export_is_half_inside_and_close_to_fp32_torch(task, tmp_path):
-    from ivtune.runner.export import FP16_RTOL, OnnxBackend, example_inputs
+    from ivtune.runner.export import FP16_RTOL, example_inputs
     from ivtune.runner.predictor import TorchBackend, deployment_of
 
     module = module_of(task, "vit")

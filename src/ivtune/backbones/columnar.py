@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .family import Family, Geometry
+from .family import BlockHost, Family, Geometry
 from .pyramid import PYRAMID_STRIDES, SimplePyramid
-
-if TYPE_CHECKING:
-    from .base import IVBackbone
 
 
 def evenly_spaced_indices(depth: int, n: int = 4) -> list[int]:
@@ -62,7 +59,7 @@ class ColumnarFamily(Family):
         return {}
 
     # ------------------------------------------------------------------ the loop
-    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, backbone: BlockHost, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """The prompt is added before the prefix tokens and position embedding; z = the previous block's patches."""
         m = backbone.model
         b = vis.shape[0]

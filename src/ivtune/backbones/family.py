@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -20,8 +20,26 @@ from ..errors import UnsupportedModelError
 from ..inject.recipes import Recipe, ResidualFn
 from ..modules.prompt import IRPatchEmbed
 
-if TYPE_CHECKING:  # the loops take the backbone as an argument; importing it at run time would be a cycle
-    from .base import IVBackbone
+
+class BlockHost(Protocol):
+    """What a family's forward loop reads from the backbone that runs it (:class:`~ivtune.backbones.base.IVBackbone`,
+    which sits above the families and passes itself in): the wrapped timm model, the taps, and the three steps the
+    loop interleaves with the timm modules. Naming it here keeps the families below the backbone."""
+
+    model: nn.Module
+    out_indices: list[int]
+    num_prefix_tokens: int
+    has_adapters: bool
+
+    def input_prompt(self, vis_tokens: torch.Tensor, ir: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor | None:
+        ...
+
+    def prepare_blocks(self, blocks: Sequence[nn.Module], z: torch.Tensor | None = None,
+                       hw: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        ...
+
+    def run_block(self, blk: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        ...
 
 
 class Geometry(NamedTuple):
@@ -73,7 +91,7 @@ class Family(ABC):
         """Channels, strides and pyramid of the backbone's outputs at ``out_indices``."""
 
     @abstractmethod
-    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, backbone: BlockHost, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """The raw NCHW taps at ``backbone.out_indices``; inputs already checked, ``ir`` has 3 channels."""
 
     def num_prefix_tokens(self, model: nn.Module) -> int:
@@ -125,7 +143,7 @@ class StagedFamily(Family):
         return list(range(n)) if out_indices is None else self._indices_in_range(out_indices, n, "stage")
 
     @staticmethod
-    def prompted_stem(backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor
+    def prompted_stem(backbone: BlockHost, vis: torch.Tensor, ir: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The visible NHWC patch grid (B, h, w, C0) with ``P0`` added, and ``P0`` (B, h*w, C0) (None: visible-only)."""
         x = backbone.model.patch_embed(vis)  # (B, h, w, C0)

@@ -21,17 +21,12 @@ IV-tuning on it (docs/METHOD.md section 4.3):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from timm.models.hieradet_sam2 import HieraDet, MultiScaleBlock, _calc_pad, window_partition, window_unpartition
 from torch import nn
 
-from .family import Geometry, StagedFamily
-
-if TYPE_CHECKING:
-    from .base import IVBackbone
+from .family import BlockHost, Geometry, StagedFamily
 
 Grid = tuple[int, int]
 
@@ -140,7 +135,7 @@ class HieraDetFamily(StagedFamily):
     def ir_patch_embed(self, model: nn.Module) -> nn.Module:
         return ConvIRPatchEmbed(model.patch_embed.proj)
 
-    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, backbone: BlockHost, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         """Stage by stage: ``z`` = P0 in stage 0, then each stage's input on its own grid and width."""
         m = backbone.model
         x, p0 = self.prompted_stem(backbone, vis, ir)

@@ -7,16 +7,13 @@ the stage grid and the adapters see the full grid, never windows. The loop runs 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
-from .family import Geometry, StagedFamily
-
-if TYPE_CHECKING:
-    from .base import IVBackbone
+from .family import BlockHost, Geometry, StagedFamily
 
 
 def _attn(blk: SwinTransformerBlock, x: torch.Tensor, hw: tuple[int, int], **_: Any) -> torch.Tensor:
@@ -43,7 +40,7 @@ class SwinFamily(StagedFamily):
         info = model.feature_info
         return Geometry([info[i]["num_chs"] for i in out_indices], [info[i]["reduction"] for i in out_indices], None)
 
-    def forward(self, backbone: IVBackbone, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, backbone: BlockHost, vis: torch.Tensor, ir: torch.Tensor) -> list[torch.Tensor]:
         m = backbone.model
         x, p0 = self.prompted_stem(backbone, vis, ir)
         outs = {}

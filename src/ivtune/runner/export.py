@@ -35,9 +35,9 @@ from ..config import Config
 from ..engine.predict import INPUT_LAYOUT, InputSpec, PredictContext
 from ..errors import IVTuneError
 from ..version import __version__
+from .onnx_model import FORMAT, OnnxBackend
 from .predictor import TorchBackend, deployment_of
 
-FORMAT = "ivtune-onnx/1"
 # 23: torch's exporter writes scaled_dot_product_attention as ONNX's fused Attention op, which onnxruntime runs
 # in one kernel; at 18 it is MatMul / Softmax / MatMul (ViT-S seg at 480x640 on 2 CPU cores: 794 vs 1,054 ms)
 DEFAULT_OPSET = 23
@@ -58,67 +58,10 @@ class ExportError(IVTuneError, RuntimeError):
     """A run cannot be exported as asked, or the exported graph does not reproduce the torch model."""
 
 
-class OnnxModelError(IVTuneError, ValueError):
-    """An ONNX file that is missing, unreadable, or not written by ``ivtune export``."""
-
-
 def _require_extras() -> None:
     missing = [m for m in EXTRAS if importlib.util.find_spec(m) is None]
     if missing:
         raise ExportError(f"ONNX export needs {', '.join(missing)}: pip install 'ivtune[export]'.")
-
-
-# ------------------------------------------------------------------------------------------------ onnxruntime
-class OnnxBackend:
-    """An exported graph in onnxruntime: ``(vis, ir) -> {name: tensor}``; a fixed-size graph sets ``fixed_size``."""
-
-    def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise OnnxModelError(f"{path} not found: pass an .onnx file written by `ivtune export RUN --format onnx "
-                                 "--out FILE`.")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise OnnxModelError("onnxruntime is not installed: pip install 'ivtune[export]'.") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / NotImplemented types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OnnxModelError(f"{path} cannot be loaded as an ONNX model ({first}). The file is corrupt, "
-                                 "truncated or not ONNX: export the run again with `ivtune export`.") from exc
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if set(inputs) != {"vis", "ir"}:
-            raise OnnxModelError(f"{path} takes inputs {sorted(inputs)}, not 'vis' and 'ir': it was not written by "
-                                 "`ivtune export`.")
-        h, w = inputs["vis"].shape[-2:]
-        self.fixed_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-        self.input_dtype = np.float16 if inputs["vis"].type == "tensor(float16)" else np.float32
-        self.names = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, vis: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
-        feed = {"vis": vis.numpy().astype(self.input_dtype), "ir": ir.numpy().astype(self.input_dtype)}
-        out = self.session.run(None, feed)
-        return {n: torch.from_numpy(np.asarray(o, dtype=np.float32) if np.issubdtype(o.dtype, np.floating) else o)
-                for n, o in zip(self.names, out, strict=True)}
-
-
-def read_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
-    """The ``ivtune.*`` metadata of an exported file as ``{task, inputs, info, ...}``."""
-    if meta.get("ivtune.format") != FORMAT:
-        raise OnnxModelError(f"{path} has no ivtune metadata (ivtune.format = {meta.get('ivtune.format')!r}, "
-                             f"expected {FORMAT!r}): a foreign ONNX model or one from another ivtune format. "
-                             "Export the run with `ivtune export RUN --format onnx --out FILE`.")
-    try:
-        return {"task": meta["ivtune.task"], "inputs": json.loads(meta["ivtune.inputs"]),
-                "info": json.loads(meta["ivtune.info"]), "version": meta.get("ivtune.version")}
-    except (KeyError, ValueError) as exc:
-        raise OnnxModelError(f"{path}: the ivtune metadata is incomplete or not JSON ({exc}); export it again."
-                             ) from exc
 
 
 # ------------------------------------------------------------------------------------------------ export

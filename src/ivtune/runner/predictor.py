@@ -209,7 +209,7 @@ class Predictor:
         Raises:
             OnnxModelError: the file is missing, is not ONNX, or was not written by ``ivtune export``.
         """
-        from .export import OnnxBackend, read_metadata
+        from .onnx_model import OnnxBackend, read_metadata
 
         backend = OnnxBackend(path, providers=providers, threads=threads)
         meta = read_metadata(backend.metadata, path)
