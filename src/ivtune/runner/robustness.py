@@ -16,7 +16,6 @@ Tasks whose evaluator does not split by condition (SOD reports rows per dataset)
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.degrade import DEGRADE_SUITE, SUITE_RATIONALE, Degradation, parse_degradation
+from .report import extend_report
 
 CLEAN = "clean"
 REPORT_PNG = "robustness.png"
@@ -335,14 +335,5 @@ def write_robustness(report: RobustnessReport, out_dir: str | Path) -> list[Path
 
     Call it after the task's ``write_report`` (both files are created if the task wrote none).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "metrics.json", out / "metrics.md"
-    payload = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    if not isinstance(payload, dict):
-        payload = {"results": payload}
-    payload["robustness"] = report.to_dict()
-    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    md = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
-    md_path.write_text((md.rstrip("\n") + "\n\n" if md else "") + report.markdown(), encoding="utf-8")
-    return [json_path, md_path, report.plot(out / REPORT_PNG)]
+    json_path, md_path = extend_report(out_dir, "robustness", report.to_dict(), report.markdown())
+    return [json_path, md_path, report.plot(Path(out_dir) / REPORT_PNG)]

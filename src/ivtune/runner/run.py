@@ -36,6 +36,7 @@ from ..engine.checkpointing import LAST_CKPT, MODEL_FILE, AtomicCheckpointIO, Ru
 from ..engine.datamodule import PairedDataModule
 from ..errors import CheckpointMismatchError, ConfigError, DataError
 from ..tasks import Task, get_task
+from .report import extend_report
 from .rundir import (
     Manifest,
     RunLock,
@@ -392,17 +393,9 @@ def _evaluate(config_or_run, split, overrides, out_dir, degrade, suite, seed):
 def record_evaluated_weights(out_dir: Path, record: dict[str, Any]) -> None:
     """Say in ``metrics.json`` (key ``evaluated``) and ``metrics.md`` which weights file, digest and training step
     the numbers come from, so a report can be traced to its checkpoint after the run trains on."""
-    json_path, md_path = out_dir / "metrics.json", out_dir / "metrics.md"
-    payload = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    if not isinstance(payload, dict):
-        payload = {"results": payload}
-    payload["evaluated"] = record
-    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
-    md = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
-    line = (f"Evaluated weights: `{record['file']}` at training step {record['step']} "
-            f"(sha256 {str(record['sha256'])[:16]}...), split `{record['split']}`.")
-    atomic_write(md_path, lambda tmp: Path(tmp).write_text((md.rstrip("\n") + "\n\n" if md else "") + line + "\n",
-                                                           encoding="utf-8"))
+    extend_report(out_dir, "evaluated", record,
+                  f"Evaluated weights: `{record['file']}` at training step {record['step']} "
+                  f"(sha256 {str(record['sha256'])[:16]}...), split `{record['split']}`.")
 
 
 def latest_metrics_csv(run_dir: Path) -> Path | None:
