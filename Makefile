@@ -24,9 +24,18 @@ export IVTUNE_WEIGHTS
 demo: $(STAMP)
 	$(BIN)/ivtune demo
 
+# `make test` (CI) tests every path once; `make test-all` adds the `slow` matrix (other families, tasks and flags on
+# the same paths, benchmark smokes). loadfile keeps a file on one worker: a module fixture (a trained run, an
+# export) is then built once, not once per worker.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --timeout 600 -q
+
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --timeout 600 -q
+	$(PYTEST) -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/lint-imports
+	$(PYTEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -3,8 +3,8 @@
 The checks use dynamo with the ``eager`` / ``aot_eager`` backends (tracing and autograd, no C++ compiler): no graph
 break inside a block, one graph per block variant whatever the depth, recompiles bounded by the input sizes, the
 CPU fallback of CUDA graphs, outputs and gradients equal to the eager ones; the inductor checks (fp32, bf16
-autocast, gradient checkpointing) compile C++. Only a few fast ones run by default (dynamo alone takes ~10 s to
-start on 2 cores); ``-m slow`` runs the rest.
+autocast, gradient checkpointing) compile C++. `make test` (CI) runs the dynamo checks on ViT; the other families
+and the inductor checks are ``slow`` (`make test-all`): inductor's first compile in a process takes ~30 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -94,7 +94,6 @@ def assert_same_step(a, b, rtol: float, atol: float) -> None:
         torch.testing.assert_close(g, b[1][n], rtol=rtol, atol=atol * scale, msg=n)
 
 
-@pytest.mark.slow
 def test_compiled_vit_equals_eager_and_graphs_do_not_grow_with_depth():
     name, kwargs, _, hw = TINY["vit"]
     vis, ir = pair(hw)
@@ -114,7 +113,6 @@ def test_compiled_vit_equals_eager_and_graphs_do_not_grow_with_depth():
     assert counts[2] == counts[4] == 2
 
 
-@pytest.mark.slow
 def test_recompiles_are_bounded_by_the_input_sizes():
     name, kwargs, _, _ = TINY["vit"]
     model = build_backbone(name, **kwargs).eval()
@@ -172,7 +170,7 @@ def inductor_pair(key: str, **method_config):
     return eager, copy.deepcopy(eager).compile(), pair(hw)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # inductor's first compile in a process builds its C++ runtime: ~30 s on 2 cores
 @pytest.mark.parametrize("key", ["vit", "swin"])
 def test_inductor_fp32_equals_eager(key):
     eager, compiled, (vis, ir) = inductor_pair(key)

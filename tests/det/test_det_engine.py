@@ -112,6 +112,7 @@ def test_det_configs_load(name):
         assert (o.name, o.weight_decay, o.grad_clip_norm, o.lr * o.head_lr_mult) == ("adamw", 1e-4, 0.1, 1e-4)
 
 
+@pytest.mark.slow  # a Python process of its own (~10 s to import torch, timm and Lightning on 2 cores)
 def test_benchmark_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "detection.py"), "--smoke", "--device", "cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -133,7 +134,6 @@ def _tiny(out: Path, *extra: str) -> list[str]:
             "data.num_samples=6", "data.batch_size=2", *extra]
 
 
-@pytest.mark.slow
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     common = ["train.max_steps=5", "train.checkpoint_every=2"]
     straight = train(TINY, _tiny(tmp_path / "a", *common))
@@ -141,8 +141,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     assert_same_weights(straight, train(crashed, resume=True))
 
 
-@pytest.mark.slow
-def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
+def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):  # in CI; SOD's twin is slow (one gather)
     # 5 test images on 2 gloo ranks: rank 1 gets one padding image, which must not be counted; the gathered
     # detections must give the one-process COCO numbers
     extra = ["data.num_samples=5", "data.eval_batch_size=2"]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ivtune.cli import main
 from ivtune.runner import load_config
-from ivtune.runner.export import ExportError, export_module, export_onnx
+from ivtune.runner.export import ExportError, export_module
 from ivtune.runner.onnx_model import OnnxBackend, OnnxModelError
 from ivtune.runner.predictor import Predictor
 from ivtune.runner.run import build_module_seeded, train
@@ -22,7 +22,15 @@ from tests.conftest import SHARED, requires_shared
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-pytestmark = pytest.mark.slow  # each export traces, translates and checks a graph: tens of seconds on 2 cores
+# Each export traces, translates and checks a graph: 7-50 s on 2 cores. `make test` (CI) exports each path once: a
+# fixed-size graph per task on ViT (detection through the CLI, on a trained run), one dynamic graph and one fp16
+# graph; the other backbone families and tasks of the same paths are `slow` (`make test-all`).
+SLOW = pytest.mark.slow
+
+
+def params(values, in_ci):
+    """pytest params of the (task, family) ``values``; those not in ``in_ci`` are ``slow``."""
+    return [pytest.param(*v, id="-".join(v), marks=() if v in in_ci else SLOW) for v in values]
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"seg": REPO / "configs" / "seg" / "synthetic_tiny.yaml",
@@ -59,9 +67,9 @@ def assert_same_prediction(task: str, a, b) -> None:
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-@pytest.mark.parametrize("task", ["seg", "sod", "det"])
-def test_onnxruntime_reproduces_torch(task, family, tmp_path):
+@pytest.mark.parametrize("task, family", params([(t, f) for t in ("seg", "sod", "det") for f in FAMILIES],
+                                                 in_ci=[("seg", "vit"), ("sod", "vit")]))
+def test_onnxruntime_reproduces_torch(task, family, tmp_path):  # det on ViT in CI: the CLI export of a run below
     module = module_of(task, family)
     size = {"seg": (64, 96) if family == "vit" else (96, 128), "sod": None, "det": (128, 160)}[task]
     report = export_module(module, tmp_path / "m.onnx", size=size)
@@ -84,8 +92,8 @@ DYNAMIC = {"vit": {"seg": [], "sod": [], "det": []},
            "eva": {"seg": EVA, "sod": EVA + ["data.size=[84, 112]"], "det": EVA}}
 
 
-@pytest.mark.parametrize("family", list(DYNAMIC))
-@pytest.mark.parametrize("task", ["seg", "sod", "det"])
+@pytest.mark.parametrize("task, family", params([(t, f) for t in ("seg", "sod", "det") for f in DYNAMIC],
+                                                 in_ci=[("seg", "vit")]))
 def test_dynamic_sizes_where_supported(task, family, tmp_path):
     module = module_of(task, "vit", *DYNAMIC[family][task])
     report = export_module(module, tmp_path / "dyn.onnx", dynamic=True)
@@ -117,7 +125,7 @@ def test_dynamic_is_refused_for_swin_with_the_fix(task, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("task", ["seg", "sod"])
+@pytest.mark.parametrize("task", ["seg", pytest.param("sod", marks=SLOW)])
 def test_fp16_export_is_half_inside_and_close_to_fp32_torch(task, tmp_path):
     from ivtune.runner.export import FP16_RTOL, example_inputs
     from ivtune.runner.predictor import TorchBackend, deployment_of
@@ -139,24 +147,6 @@ def test_fp16_export_is_half_inside_and_close_to_fp32_torch(task, tmp_path):
     for name, r in ref.items():
         diff = float((got[name] - r).abs().max())
         assert 0 < diff <= FP16_RTOL * max(1.0, float(r.abs().max())), (name, diff)  # > 0: really not fp32
-
-
-def test_metadata_describes_the_graph(tmp_path):
-    module = module_of("det", "vit")
-    export_module(module, tmp_path / "d.onnx", size=(128, 160))
-    model = onnx.load(str(tmp_path / "d.onnx"))
-    meta = {p.key: p.value for p in model.metadata_props}
-    inputs = json.loads(meta["ivtune.inputs"])
-    assert meta["ivtune.format"] == "ivtune-onnx/1" and meta["ivtune.task"] == "det"
-    assert json.loads(meta["ivtune.class_names"]) == INFO["classes"]
-    assert inputs["vis_mean"] == pytest.approx([0.485, 0.456, 0.406]) and inputs["ir_channels"] == 3
-    assert inputs["short_side"] == 128 and inputs["max_size"] == 224 and inputs["pad_multiple"] == 32
-    assert "decode_dense" in meta["ivtune.postprocess"] and meta["ivtune.size"] == "128x160"
-    assert [i.name for i in model.graph.input] == ["vis", "ir"]
-    shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
-    assert shapes == [[1, 3, 128, 160], [1, 3, 128, 160]]
-    with pytest.raises(Exception, match="128x165 after the run's resize .* --size 128 192"):
-        Predictor.from_onnx(tmp_path / "d.onnx").predict(*_images(100, 129))  # wider than the graph
 
 
 def test_unexportable_head_and_bad_size_are_named(tmp_path):
@@ -194,15 +184,45 @@ def det_run(tmp_path_factory) -> Path:
                                   "data.batch_size=2"])
 
 
-def test_cli_export_writes_and_reports(det_run, tmp_path):
-    res = CliRunner().invoke(main, ["export", str(det_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
-                                    "--size", "128", "160"])
+@pytest.fixture(scope="module")
+def det_onnx(det_run, tmp_path_factory) -> tuple[Path, str]:
+    """``ivtune export RUN --size 128 192``, read by the three tests below (`make test` runs a file on one worker).
+
+    640x480 MSRS pairs -> the run's resize (short side 128, long side capped at 224) -> 128x171, padded to 128x192.
+    """
+    out = tmp_path_factory.mktemp("det_onnx") / "det.onnx"
+    res = CliRunner().invoke(main, ["export", str(det_run), "--format", "onnx", "--out", str(out),
+                                    "--size", "128", "192"])
     assert res.exit_code == 0, res.output
-    assert "onnx.checker ok" in res.output and "detection boxes (px)" in res.output
+    return out, res.output
+
+
+def test_cli_export_writes_and_reports(det_run, det_onnx, tmp_path):
+    out, output = det_onnx
+    assert "onnx.checker ok" in output and "detection boxes (px)" in output and "128x192, opset 23" in output
     res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "x.onnx"), "--size", "100", "160"])
     assert res.exit_code == 2 and "error: --size 100 160 is not a multiple of 32" in res.output
+    assert not (tmp_path / "x.onnx").exists()
 
 
+def test_metadata_describes_the_graph(det_onnx):
+    model = onnx.load(str(det_onnx[0]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    inputs = json.loads(meta["ivtune.inputs"])
+    assert meta["ivtune.format"] == "ivtune-onnx/1" and meta["ivtune.task"] == "det"
+    assert json.loads(meta["ivtune.class_names"]) == ["person", "car", "bike"]  # the synthetic detection classes
+    assert inputs["vis_mean"] == pytest.approx([0.485, 0.456, 0.406]) and inputs["ir_channels"] == 3
+    assert inputs["short_side"] == 128 and inputs["max_size"] == 224 and inputs["pad_multiple"] == 32
+    assert "decode_dense" in meta["ivtune.postprocess"] and meta["ivtune.size"] == "128x192"
+    assert meta["ivtune.precision"] == "fp32" and meta["ivtune.source"].endswith("det")
+    assert [i.name for i in model.graph.input] == ["vis", "ir"]
+    shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert shapes == [[1, 3, 128, 192], [1, 3, 128, 192]]
+    with pytest.raises(Exception, match="128x218 after the run's resize .* --size 128 224"):
+        Predictor.from_onnx(det_onnx[0]).predict(*_images(100, 170))  # wider than the graph
+
+
+@SLOW  # the CLI's --fp16 flag; fp16 export itself is in CI (test_fp16_export_is_half_inside_...[seg])
 def test_cli_export_fp16(det_run, tmp_path):
     res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "h.onnx"), "--size", "128", "160",
                                     "--fp16"])
@@ -214,12 +234,10 @@ def test_cli_export_fp16(det_run, tmp_path):
 
 @pytest.mark.shared
 @requires_shared(MSRS)
-def test_onnx_reproduces_the_run_on_real_msrs_pairs(det_run, tmp_path):
+def test_onnx_reproduces_the_run_on_real_msrs_pairs(det_run, det_onnx, tmp_path):
     from ivtune.runner.predict import match_pairs
 
-    # 640x480 -> the run's resize (short side 128, long side capped at 224) -> 128x171, padded to 128x192
-    export_onnx(det_run, tmp_path / "det.onnx", size=(128, 192))
-    torch_p, onnx_p = Predictor.from_run(det_run), Predictor.from_onnx(tmp_path / "det.onnx")
+    torch_p, onnx_p = Predictor.from_run(det_run), Predictor.from_onnx(det_onnx[0])
     assert onnx_p.spec == torch_p.spec and onnx_p.info == torch_p.info
     pairs = match_pairs(MSRS / "vis", MSRS / "ir")
     assert len(pairs) == 20
@@ -241,7 +259,7 @@ def test_onnx_reproduces_the_run_on_real_msrs_pairs(det_run, tmp_path):
     for sub in ("vis", "ir"):
         (one / sub / "00004N.png").write_bytes((MSRS / sub / "00004N.png").read_bytes())
     a = predict_pairs(det_run, one / "vis", one / "ir", tmp_path / "a")
-    b = predict_pairs(None, one / "vis", one / "ir", tmp_path / "b", onnx=tmp_path / "det.onnx")
+    b = predict_pairs(None, one / "vis", one / "ir", tmp_path / "b", onnx=det_onnx[0])
     ja = json.loads((tmp_path / "a" / "detections.json").read_text())["detections"]
     jb = json.loads((tmp_path / "b" / "detections.json").read_text())["detections"]
     assert [p.name for p in a] == [p.name for p in b] and len(ja) == len(jb)

@@ -58,7 +58,9 @@ def _stack(x) -> torch.Tensor:
     return torch.stack(list(x)) if isinstance(x, (list, tuple)) else x
 
 
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
+# `make test` (CI) runs the end-to-end eval on segmentation; detection and SOD share the runner path (`slow`)
+@pytest.fixture(scope="module", params=[pytest.param(t, marks=() if t == "seg" else pytest.mark.slow)
+                                        for t in sorted(CONFIGS)])
 def tiny_run(request, tmp_path_factory) -> tuple[str, Path]:
     task = request.param
     tmp = tmp_path_factory.mktemp(task)

@@ -1,4 +1,7 @@
-"""The benchmark scripts' smoke paths run end to end (tiny models, seconds) and write their reports."""
+"""The benchmark scripts' smoke paths run end to end (tiny models, seconds) and write their reports.
+
+Each starts a Python process that imports torch, timm and Lightning (~10 s on 2 cores): ``slow`` (`make test-all`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> None:

@@ -93,45 +93,65 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert_same_weights(straight, train(crashed, resume=True))
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path):
-    # every sample the same image, no augmentation: BatchNorm statistics over 2 images per process then equal
-    # those over 4 in one process, which isolates what DDP must get right (sharding, gradient averaging)
-    common = ["train.max_steps=3", "train.checkpoint_every=3", "train.val_every=100", "train.accelerator=cpu",
+# every sample the same image, no augmentation: BatchNorm statistics over 2 images per process then equal those over
+# 4 in one process, which isolates what DDP must get right (sharding, gradient averaging)
+DDP_COMMON = ["train.max_steps=3", "train.checkpoint_every=3", "train.val_every=100", "train.accelerator=cpu",
               "data.num_samples=1", "data.seed=3", "data.height=128", "data.width=160", "data.crop_size=[128, 160]",
               "data.scale_range=[1.0, 1.0]", "data.hflip=0", "data.photometric=false", "model.adapter_dropout=0",
               "model.head_kwargs={dropout: 0.0}"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    runs = {}
-    for name, extra in (("one", ["train.devices=1", "data.batch_size=4"]),
-                        ("two", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2"]),
-                        # the compiled path under DDP (issue 13): regional torch.compile of the blocks in each rank
-                        ("two_compiled", ["train.devices=2", "train.strategy=ddp", "data.batch_size=2",
-                                          "model.compile=true"])):
-        args = [sys.executable, "-m", "ivtune.cli", "train", str(TINY_CONFIG)]
-        for o in overrides(tmp_path / name, *common, *extra):
-            args += ["--set", o]
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[name] = load_file(str(tmp_path / name / "run" / "checkpoints" / "model.safetensors"))
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "checkpoints" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def one_process_update(tmp_path_factory) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor]]:
+    """(compared keys, the update of one process at batch 4, the initial weights): the reference of the DDP runs."""
+    tmp = tmp_path_factory.mktemp("ddp_one")
+    # in this process: the xdist worker runs torch on one thread, as the subprocess ranks do (tests/conftest.py)
+    one = _weights(train(TINY_CONFIG, overrides(tmp, *DDP_COMMON, "train.devices=1", "data.batch_size=4")))
     # the initial weights: train() seeds with train.seed before it builds the model
-    cfg = load_config(TINY_CONFIG, overrides(tmp_path, *common))
+    cfg = load_config(TINY_CONFIG, overrides(tmp, *DDP_COMMON))
     pl.seed_everything(cfg.train.seed, verbose=False)
     init = trainable_state_dict(SegTask(cfg, list(SYNTHETIC_CLASSES), 255))
     # BatchNorm running statistics are per rank on CPU (torch's SyncBatchNorm needs a GPU): compare parameters
-    params = [k for k, v in runs["one"].items() if v.is_floating_point() and "running_" not in k]
+    params = [k for k, v in one.items() if v.is_floating_point() and "running_" not in k]
     assert len(params) > 50 and set(params) <= set(init)
-    d_one = torch.cat([(runs["one"][k] - init[k]).flatten() for k in params])
+    d_one = torch.cat([(one[k] - init[k]).flatten() for k in params])
     assert d_one.norm() > 0
-    for name in ("two", "two_compiled"):
-        d_two = torch.cat([(runs[name][k] - init[k]).flatten() for k in params])
-        cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
-        rel = ((d_two - d_one).norm() / d_one.norm()).item()
-        print(f"DDP 2 x gloo ({name}) vs 1 process: update cosine {cosine:.4f}, relative difference {rel:.4f}")
-        # Adam's normalised step turns reduction-order noise in near-zero gradients into whole steps, so the runs
-        # differ by a few per cent whose size depends on the thread count (0.5 % at 2 threads, 2.2 % at 1); a rank
-        # that saw another batch size, another learning rate or lost its BatchNorm statistics moves far more
-        assert cosine > 0.999 and rel < 0.05, name
+    return params, d_one, init
+
+
+def assert_two_ranks_match_one(reference, tmp_path: Path, *extra: str) -> None:
+    """``ivtune train`` on 2 gloo ranks at batch 2 each moves the weights as one process at batch 4 does."""
+    params, d_one, init = reference
+    args = [sys.executable, "-m", "ivtune.cli", "train", str(TINY_CONFIG)]
+    for o in overrides(tmp_path / "two", *DDP_COMMON, "train.devices=2", "train.strategy=ddp", "data.batch_size=2",
+                       *extra):
+        args += ["--set", o]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = _weights(tmp_path / "two" / "run")
+    d_two = torch.cat([(two[k] - init[k]).flatten() for k in params])
+    cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
+    rel = ((d_two - d_one).norm() / d_one.norm()).item()
+    print(f"DDP 2 x gloo {extra} vs 1 process: update cosine {cosine:.4f}, relative difference {rel:.4f}")
+    # Adam's normalised step turns reduction-order noise in near-zero gradients into whole steps, so the runs differ
+    # by a few per cent whose size depends on the thread count (0.5 % at 2 threads, 2.2 % at 1); a rank that saw
+    # another batch size, another learning rate or lost its BatchNorm statistics moves far more
+    assert cosine > 0.999 and rel < 0.05
+
+
+def test_ddp_two_processes_match_one(one_process_update, tmp_path):
+    assert_two_ranks_match_one(one_process_update, tmp_path)
+
+
+@pytest.mark.slow
+def test_compiled_ddp_two_processes_match_one(one_process_update, tmp_path):
+    # the compiled path under DDP (issue 13): regional torch.compile of the blocks in each rank
+    assert_two_ranks_match_one(one_process_update, tmp_path, "model.compile=true")
 
 
 def test_preflight_reports_bad_crop(tmp_path):
