@@ -20,6 +20,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IVTUNE_SHARED", REPO.parent / "shared"))
 DINOV2_FILE = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"
 
+# `make test` hands whole files to its two xdist workers in collection order (--dist loadfile): the files that take
+# longest on 2 cores go first, so the workers finish together instead of one waiting out a long file at the end
+LONGEST_FIRST = ("engine/test_export.py", "seg/test_seg_engine.py", "det/test_det_engine.py", "core/test_compile.py",
+                 "engine/test_robustness.py", "engine/test_demo.py", "det/test_det_rtdetr_engine.py",
+                 "engine/test_analyze.py", "engine/test_run_integrity.py", "sod/test_sod_engine.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def file_rank(item: pytest.Item) -> int:
+        path = Path(item.path)
+        return rank.get(path.relative_to(REPO / "tests").as_posix(), len(rank)) if path.is_relative_to(REPO) else 0
+
+    items.sort(key=file_rank)  # stable: the order within a file, and of the other files, stays
+
 # name -> (timm name, timm kwargs, square input, non-square input); tiny so a forward takes milliseconds
 TINY = {
     "vit": ("vit_small_patch16_224", dict(depth=2, embed_dim=64, num_heads=2), (64, 64), (64, 96)),

@@ -3,8 +3,9 @@
 The checks use dynamo with the ``eager`` / ``aot_eager`` backends (tracing and autograd, no C++ compiler): no graph
 break inside a block, one graph per block variant whatever the depth, recompiles bounded by the input sizes, the
 CPU fallback of CUDA graphs, outputs and gradients equal to the eager ones; the inductor checks (fp32, bf16
-autocast, gradient checkpointing) compile C++. `make test` (CI) runs the dynamo checks on ViT; the other families
-and the inductor checks are ``slow`` (`make test-all`): inductor's first compile in a process takes ~30 s on 2 cores.
+autocast, gradient checkpointing) compile C++. `make test` (CI) runs the graph-break check on a ViT block, the CUDA
+graphs fallback and the config switches; the rest is ``slow`` (`make test-all`): dynamo takes ~10 s to start and
+inductor's first compile in a process ~30 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def assert_same_step(a, b, rtol: float, atol: float) -> None:
         torch.testing.assert_close(g, b[1][n], rtol=rtol, atol=atol * scale, msg=n)
 
 
+@pytest.mark.slow
 def test_compiled_vit_equals_eager_and_graphs_do_not_grow_with_depth():
     name, kwargs, _, hw = TINY["vit"]
     vis, ir = pair(hw)
@@ -113,6 +115,7 @@ def test_compiled_vit_equals_eager_and_graphs_do_not_grow_with_depth():
     assert counts[2] == counts[4] == 2
 
 
+@pytest.mark.slow
 def test_recompiles_are_bounded_by_the_input_sizes():
     name, kwargs, _, _ = TINY["vit"]
     model = build_backbone(name, **kwargs).eval()
