@@ -141,7 +141,8 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
     assert_same_weights(straight, train(crashed, resume=True))
 
 
-def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):  # in CI; SOD's twin is slow (one gather)
+@pytest.mark.slow  # two Python processes (~10 s each to import torch, timm and Lightning on 2 cores)
+def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # 5 test images on 2 gloo ranks: rank 1 gets one padding image, which must not be counted; the gathered
     # detections must give the one-process COCO numbers
     extra = ["data.num_samples=5", "data.eval_batch_size=2"]

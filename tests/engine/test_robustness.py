@@ -299,6 +299,7 @@ def test_condition_rows_split_and_merge_like_ranks():
 # ------------------------------------------------------------------------------------------------- resume
 
 
+@pytest.mark.slow  # three short trainings; resume itself is in CI (tests/seg, tests/det)
 def test_resume_with_modality_dropout_matches_uninterrupted_run(tmp_path):
     common = ["train.max_steps=8", "train.checkpoint_every=4", "train.val_every=100", "data.num_samples=8",
               "train.modality_dropout=0.5", "train.misalign=4"]

@@ -95,7 +95,7 @@ def test_configs_load_and_round_trip(name, tmp_path):
     assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
 
 
-@pytest.mark.slow  # the engine's one gather is in CI through detection's twin of this test
+@pytest.mark.slow  # two Python processes (~10 s each to import torch, timm and Lightning on 2 cores)
 def test_ddp_evaluation_counts_every_image_once(run_dir, tmp_path):
     # 5 images on 2 gloo ranks: rank 1 gets a padding image (not counted); gathered per-image results must give the
     # one-process numbers
