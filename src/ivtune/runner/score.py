@@ -70,7 +70,7 @@ class ScoreResult:
     def full_summary(self) -> dict[str, Any]:
         """The summary, JSON-ready (NaN as null), with the unmatched files: ``{kind: {"count": n, "paths": [...]}}``."""
         return json_safe({**self.summary,
-                           "unmatched": {k: {"count": len(v), "paths": v} for k, v in self.unmatched.items()}})
+                          "unmatched": {k: {"count": len(v), "paths": v} for k, v in self.unmatched.items()}})
 
     def unmatched_lines(self, shown: int = SHOWN) -> list[str]:
         """Terminal lines: one per non-empty kind with its count, then up to ``shown`` of its paths."""
@@ -82,8 +82,6 @@ class ScoreResult:
                 if len(items) > shown:
                     lines.append(f"  ... ({len(items) - shown} more in score.json)")
         return lines
-
-
 
 
 def _load_json(path: Path, what: str) -> Any:

@@ -330,13 +330,11 @@ class PairedDetDataset(PairedDataset):
             report.repairs.append(f"{self.name}: {t['clipped_boxes']} box(es) clipped to the image, "
                                   f"{t['dropped_boxes']} zero-area box(es) dropped, in {len(self._scan_files)} "
                                   "file(s) (listed above)")
-        if report.num_ok and not sum(per_class.values()):  # records with a problem are reported already
-            report.problems.append((
-                "no_targets", self.target_folder(),
-                f"not one box in the {report.num_ok} good image(s) of {self.name} ({t['ignore_regions']} ignore "
-                "region(s)): a detector cannot learn or be scored on it. Check that the annotation files are found "
-                "(names, folder, extension; see the files not used, if any) and that their classes are the "
-                "dataset's."))
+        report.add_no_targets(
+            bool(sum(per_class.values())), self.target_folder(),
+            f"not one box in the {report.num_ok} good image(s) of {self.name} ({t['ignore_regions']} ignore "
+            "region(s)): a detector cannot learn or be scored on it. Check that the annotation files are found "
+            "(names, folder, extension; see the files not used, if any) and that their classes are the dataset's.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, pairs={len(self)}, classes={self.classes})"

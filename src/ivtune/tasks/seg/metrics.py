@@ -151,8 +151,6 @@ def _nanmean(x: torch.Tensor) -> float:
     return float(x[keep].mean()) if bool(keep.any()) else math.nan
 
 
-
-
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
