@@ -1,4 +1,5 @@
-# Two entry points: `make demo` and `make test`. Each creates .venv when missing and installs the pinned set.
+# Two entry points: `make demo` and `make test` (`make test-all` adds the slow tests). Each creates .venv when missing
+# and installs the pinned set.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -29,10 +29,11 @@ LONGEST_FIRST = ("engine/test_export.py", "seg/test_seg_engine.py", "det/test_de
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    tests = REPO / "tests"
 
     def file_rank(item: pytest.Item) -> int:
         path = Path(item.path)
-        return rank.get(path.relative_to(REPO / "tests").as_posix(), len(rank)) if path.is_relative_to(REPO) else 0
+        return rank.get(path.relative_to(tests).as_posix() if path.is_relative_to(tests) else "", len(rank))
 
     items.sort(key=file_rank)  # stable: the order within a file, and of the other files, stays
 

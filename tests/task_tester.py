@@ -67,11 +67,15 @@ def crash_run(config: Path, overrides: list[str], run_dir: Path, *, crash_at: in
     return run_dir
 
 
+def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The trainable tensors a run saved (``checkpoints/model.safetensors``)."""
+    return load_file(str(Path(run_dir) / "checkpoints" / "model.safetensors"))
+
+
 def assert_same_weights(run_a: Path, run_b: Path) -> dict[str, torch.Tensor]:
     """Both runs saved the same trainable tensors, bit for bit (a resumed run draws the same batches, augmentation
     and dropout masks as an uninterrupted one); returns ``run_a``'s."""
-    a = load_file(str(run_a / "checkpoints" / "model.safetensors"))
-    b = load_file(str(run_b / "checkpoints" / "model.safetensors"))
+    a, b = run_weights(run_a), run_weights(run_b)
     assert set(a) == set(b)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
 from ivtune.errors import CheckpointMismatchError
@@ -28,6 +27,7 @@ from tests.task_tester import (
     assert_same_weights,
     crash_run,
     ddp_evaluate,
+    run_weights,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_train_writes_trainable_only_checkpoints(run_dir):
     cfg = load_config(run_dir / "config.yaml")
     fresh = DetTask(cfg, ["person", "car", "bike"])
     expected = set(trainable_state_dict(fresh))
-    assert set(ckpt["state_dict"]) == expected == set(load_file(run_dir / "checkpoints" / "model.safetensors"))
+    assert set(ckpt["state_dict"]) == expected == set(run_weights(run_dir))
     assert not any(".block." in k for k in expected)  # no frozen timm weight
     assert any(k.startswith("model.detector.head.") for k in expected) and any(".neck.fpn." in k for k in expected)
     # the engine loads them strictly; the trained head differs from a fresh one

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
 from ivtune.errors import CheckpointMismatchError, ConfigError, InputShapeError
@@ -26,7 +25,13 @@ from ivtune.tasks.det.rtdetr import MISSING_EXTRA, RTDETRDetector
 from ivtune.tasks.det.task import DetTask, build_det_model
 from tests.conftest import SHARED, requires_shared, retarget
 from tests.det.detector_tester import predict_real_msrs
-from tests.task_tester import assert_loads_trained, assert_refuses_missing_tensor, assert_same_weights, crash_run
+from tests.task_tester import (
+    assert_loads_trained,
+    assert_refuses_missing_tensor,
+    assert_same_weights,
+    crash_run,
+    run_weights,
+)
 
 pytest.importorskip("transformers")  # the detr extra; `make test` installs it
 
@@ -64,7 +69,7 @@ def test_training_lowers_the_loss_and_checkpoints_hold_only_trainable_tensors(ru
     fresh = DetTask(cfg, CLASSES)
     assert isinstance(fresh.model, RTDETRDetector)
     expected = set(trainable_state_dict(fresh))
-    assert set(ckpt["state_dict"]) == expected == set(load_file(run_dir / "checkpoints" / "model.safetensors"))
+    assert set(ckpt["state_dict"]) == expected == set(run_weights(run_dir))
     assert not any(".block." in k for k in expected)  # no frozen timm weight
     assert any(k.startswith("model.hf.model.decoder.") for k in expected)
     assert any(k.endswith("running_mean") for k in expected)  # BN statistics of the hybrid encoder travel too

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
 from ivtune.data.scenes import SYNTHETIC_CLASSES
@@ -22,7 +21,14 @@ from ivtune.runner import load_config
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, train
 from ivtune.tasks.seg.task import SegTask
-from tests.task_tester import assert_run_dir_complete, assert_same_weights, crash_run, logged_losses, run_overrides
+from tests.task_tester import (
+    assert_run_dir_complete,
+    assert_same_weights,
+    crash_run,
+    logged_losses,
+    run_overrides,
+    run_weights,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "seg" / "synthetic_tiny.yaml"
@@ -48,7 +54,7 @@ def test_loss_goes_down_and_run_dir_complete(trained_run):
     assert ckpt["global_step"] == 30
     # the resume checkpoint holds trainable tensors only: no frozen timm weight (".block.") inside
     assert ckpt["state_dict"] and not any(".block." in k for k in ckpt["state_dict"])
-    assert set(ckpt["state_dict"]) == set(load_file(str(trained_run / "checkpoints" / "model.safetensors")))
+    assert set(ckpt["state_dict"]) == set(run_weights(trained_run))
 
 
 def test_eval_and_predict_from_run_dir(trained_run, tmp_path):
@@ -101,16 +107,12 @@ DDP_COMMON = ["train.max_steps=3", "train.checkpoint_every=3", "train.val_every=
               "model.head_kwargs={dropout: 0.0}"]
 
 
-def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "checkpoints" / "model.safetensors"))
-
-
 @pytest.fixture(scope="module")
 def one_process_update(tmp_path_factory) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor]]:
     """(compared keys, the update of one process at batch 4, the initial weights): the reference of the DDP runs."""
     tmp = tmp_path_factory.mktemp("ddp_one")
     # in this process: the xdist worker runs torch on one thread, as the subprocess ranks do (tests/conftest.py)
-    one = _weights(train(TINY_CONFIG, overrides(tmp, *DDP_COMMON, "train.devices=1", "data.batch_size=4")))
+    one = run_weights(train(TINY_CONFIG, overrides(tmp, *DDP_COMMON, "train.devices=1", "data.batch_size=4")))
     # the initial weights: train() seeds with train.seed before it builds the model
     cfg = load_config(TINY_CONFIG, overrides(tmp, *DDP_COMMON))
     pl.seed_everything(cfg.train.seed, verbose=False)
@@ -133,7 +135,7 @@ def assert_two_ranks_match_one(reference, tmp_path: Path, *extra: str) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = _weights(tmp_path / "two" / "run")
+    two = run_weights(tmp_path / "two" / "run")
     d_two = torch.cat([(two[k] - init[k]).flatten() for k in params])
     cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
     rel = ((d_two - d_one).norm() / d_one.norm()).item()
