@@ -22,9 +22,9 @@ from tests.conftest import SHARED, requires_shared
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-# Each export traces, translates and checks a graph: 7-50 s on 2 cores. `make test` (CI) exports each path once: a
-# fixed-size graph per task on ViT (detection through the CLI, on a trained run), one dynamic graph and one fp16
-# graph; the other backbone families and tasks of the same paths are `slow` (`make test-all`).
+# Each export traces, translates and checks a graph: 7-50 s on 2 cores. `make test` (CI) exports a fixed-size
+# graph per task on ViT (detection through the CLI, on a trained run); the other backbone families and the
+# --dynamic / --fp16 graphs are `slow` (`make test-all`).
 SLOW = pytest.mark.slow
 
 
@@ -92,8 +92,9 @@ DYNAMIC = {"vit": {"seg": [], "sod": [], "det": []},
            "eva": {"seg": EVA, "sod": EVA + ["data.size=[84, 112]"], "det": EVA}}
 
 
-@pytest.mark.parametrize("task, family", params([(t, f) for t in ("seg", "sod", "det") for f in DYNAMIC],
-                                                 in_ci=[("seg", "vit")]))
+@SLOW
+@pytest.mark.parametrize("task, family", [pytest.param(t, f, id=f"{t}-{f}") for t in ("seg", "sod", "det")
+                                          for f in DYNAMIC])
 def test_dynamic_sizes_where_supported(task, family, tmp_path):
     module = module_of(task, "vit", *DYNAMIC[family][task])
     report = export_module(module, tmp_path / "dyn.onnx", dynamic=True)
@@ -125,7 +126,8 @@ def test_dynamic_is_refused_for_swin_with_the_fix(task, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("task", ["seg", pytest.param("sod", marks=SLOW)])
+@SLOW
+@pytest.mark.parametrize("task", ["seg", "sod"])
 def test_fp16_export_is_half_inside_and_close_to_fp32_torch(task, tmp_path):
     from ivtune.runner.export import FP16_RTOL, example_inputs
     from ivtune.runner.predictor import TorchBackend, deployment_of
@@ -222,7 +224,7 @@ def test_metadata_describes_the_graph(det_onnx):
         Predictor.from_onnx(det_onnx[0]).predict(*_images(100, 170))  # wider than the graph
 
 
-@SLOW  # the CLI's --fp16 flag; fp16 export itself is in CI (test_fp16_export_is_half_inside_...[seg])
+@SLOW
 def test_cli_export_fp16(det_run, tmp_path):
     res = CliRunner().invoke(main, ["export", str(det_run), "--out", str(tmp_path / "h.onnx"), "--size", "128", "160",
                                     "--fp16"])
