@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -151,20 +149,30 @@ def test_second_train_into_a_held_run_names_the_holder(run_copy):
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(run_copy):
-    code = ("import sys, time; from ivtune.runner.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
-            "print('locked', flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(run_copy)], stdout=subprocess.PIPE, text=True)
+    # a forked child, not a new interpreter: it has the lock code imported already (`python -c` spends ~8 s importing
+    # torch and Lightning first), and it only takes the lock, says so and sleeps until it is killed
+    ready, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            RunLock(run_copy).acquire()
+            os.write(told, b"locked")
+            time.sleep(120)
+        finally:
+            os._exit(1)
+    os.close(told)
     try:
-        assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=rf"pid {proc.pid} "):
+        assert os.read(ready, 16) == b"locked"
+        with pytest.raises(RunLockedError, match=rf"pid {pid} "):
             RunLock(run_copy).acquire()
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert json.loads((run_copy / LOCK_FILE).read_text())["pid"] == proc.pid  # left behind by the killed process
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready)
+    assert json.loads((run_copy / LOCK_FILE).read_text())["pid"] == pid  # left behind by the killed process
     lock = RunLock(run_copy).acquire()
     try:
-        assert lock.stale_holder["pid"] == proc.pid
+        assert lock.stale_holder["pid"] == pid
         assert json.loads((run_copy / LOCK_FILE).read_text())["pid"] == os.getpid()
     finally:
         lock.release()
