@@ -9,7 +9,7 @@ import pytest
 
 from ivtune import load_config
 from ivtune.errors import ConfigError
-from tests.conftest import retarget
+from tests.helpers import retarget
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

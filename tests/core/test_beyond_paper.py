@@ -23,7 +23,7 @@ from ivtune.builder import family_for_model_name
 from ivtune.config import save_config
 from ivtune.runner import load_config
 
-from ..conftest import assert_only_iv_parameters_train, pair
+from ..helpers import assert_only_iv_parameters_train, pair
 from .beyond_paper import TINY_BEYOND, perturb_norms
 
 KEYS = list(TINY_BEYOND)

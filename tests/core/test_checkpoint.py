@@ -12,7 +12,7 @@ from ivtune import build_backbone, count_parameters, load_adapter, save_adapter
 from ivtune.checkpoint import trainable_state_dict
 from ivtune.errors import CheckpointMismatchError
 
-from ..conftest import TINY, pair
+from ..helpers import TINY, pair
 
 
 def _train_a_bit(model, hw):

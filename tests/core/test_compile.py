@@ -21,7 +21,7 @@ from ivtune import build_backbone
 from ivtune.config import ModelConfig
 from ivtune.engine.backbone import backbone_from_config
 
-from ..conftest import TINY, pair
+from ..helpers import TINY, pair
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from ivtune.backbones.eva import EVA
 from ivtune.backbones.weights import load_into, read_weights_file
 from ivtune.cli import main
 
-from ..conftest import pair
+from ..helpers import pair
 from .beyond_paper import TINY_BEYOND
 
 

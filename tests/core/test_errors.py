@@ -8,7 +8,7 @@ import torch
 from ivtune import build_backbone
 from ivtune.errors import ConfigError, InputShapeError, UnsupportedModelError
 
-from ..conftest import TINY
+from ..helpers import TINY
 
 
 @pytest.fixture(scope="module")

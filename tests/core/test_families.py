@@ -17,7 +17,7 @@ from ivtune.backbones.families import (
 from ivtune.builder import family_for_model_name
 from ivtune.errors import UnsupportedModelError
 
-from ..conftest import TINY
+from ..helpers import TINY
 
 
 def test_registry_is_keyed_by_exact_class():

@@ -24,7 +24,7 @@ from ivtune.modules import EMPG, SFT, HybridAdapter, HybridOperation, InsertionP
 from ivtune.modules.adapters import prepare_prompts, prompt_forward
 from ivtune.modules.ops import simam
 
-from ..conftest import TINY, pair
+from ..helpers import TINY, pair
 from .test_token_layout import reference_grid as ref_ho  # section 3.2 with the module's own layers
 
 TOL = dict(rtol=1e-10, atol=1e-10)

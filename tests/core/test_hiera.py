@@ -18,7 +18,7 @@ from ivtune.cli import main
 from ivtune.errors import InputShapeError, UnsupportedModelError
 from ivtune.inject.wrappers import AdaptedBlock
 
-from ..conftest import assert_meta_counts, pair
+from ..helpers import assert_meta_counts, pair
 from .beyond_paper import TINY_BEYOND, hierarchical_trainable, stage_widths
 
 NAME, KWARGS, SIZES = TINY_BEYOND["sam2_hiera"]

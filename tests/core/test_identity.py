@@ -8,7 +8,7 @@ import torch
 
 from ivtune import build_backbone
 
-from ..conftest import TINY, pair
+from ..helpers import TINY, pair
 
 
 def plain_and_iv(key: str):

@@ -15,7 +15,7 @@ from ivtune.backbones.families import recipe_for
 from ivtune.backbones.swinv2 import SWINV2
 from ivtune.inject.lora import LoRALinear
 
-from ..conftest import assert_meta_counts, pair
+from ..helpers import assert_meta_counts, pair
 from .beyond_paper import TINY_BEYOND, hierarchical_trainable, perturb_norms, stage_widths
 
 NAME, KWARGS, SIZES = TINY_BEYOND["swinv2"]

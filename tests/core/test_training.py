@@ -9,7 +9,7 @@ from torch import nn
 from ivtune import build_backbone
 from ivtune.inject.wrappers import AdaptedBlock
 
-from ..conftest import TINY, assert_only_iv_parameters_train, pair
+from ..helpers import TINY, assert_only_iv_parameters_train, pair
 
 
 @pytest.mark.parametrize("key", ["vit", "eva02", "swin"])

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from ivtune import build_backbone, count_parameters, load_adapter, save_adapter
 from ivtune.errors import CheckpointMismatchError, WeightsUnavailableError
 
-from ..conftest import DINOV2_FILE, TINY, pair, requires_shared
+from ..helpers import DINOV2_FILE, TINY, pair, requires_shared
 
 dinov2 = requires_shared(DINOV2_FILE)
 

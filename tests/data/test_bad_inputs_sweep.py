@@ -19,7 +19,7 @@ from PIL import Image
 from ivtune.data.scenes import write_synthetic_dataset
 from ivtune.errors import IVTuneError
 from ivtune.runner.datacheck import check_config
-from tests.conftest import REPO, retarget
+from tests.helpers import REPO, retarget
 
 H, W = 32, 40
 CONFIGS = {"seg": REPO / "configs/seg/synthetic_tiny.yaml", "det": REPO / "configs/det/synthetic_tiny_fcos.yaml",

@@ -24,7 +24,7 @@ from ivtune.runner.run import _preflight, evaluate, train
 from ivtune.tasks import get_task
 from ivtune.tasks.det.datasets import build_det_dataset
 from ivtune.tasks.det.formats import parse_coco
-from tests.conftest import REPO, retarget
+from tests.helpers import REPO, retarget
 
 H, W = 32, 40
 

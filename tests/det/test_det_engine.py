@@ -18,8 +18,8 @@ from ivtune.runner import load_config
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, load_run_model, train
 from ivtune.tasks.det.task import DetTask, format_results
-from tests.conftest import SHARED, requires_shared, retarget
 from tests.det.detector_tester import predict_real_msrs
+from tests.helpers import SHARED, requires_shared, retarget
 from tests.task_tester import (
     assert_loads_trained,
     assert_refuses_missing_tensor,

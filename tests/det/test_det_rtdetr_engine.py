@@ -23,8 +23,8 @@ from ivtune.runner.run import evaluate, train
 from ivtune.tasks.det.model import HEADS, build_detector
 from ivtune.tasks.det.rtdetr import MISSING_EXTRA, RTDETRDetector
 from ivtune.tasks.det.task import DetTask, build_det_model
-from tests.conftest import SHARED, requires_shared, retarget
 from tests.det.detector_tester import predict_real_msrs
+from tests.helpers import SHARED, requires_shared, retarget
 from tests.task_tester import (
     assert_loads_trained,
     assert_refuses_missing_tensor,

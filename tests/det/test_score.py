@@ -16,7 +16,7 @@ from PIL import Image
 from ivtune.cli import main
 from ivtune.errors import ConfigError, DataError
 from ivtune.runner.score import score_det
-from tests.conftest import retarget
+from tests.helpers import retarget
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DET = REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"

@@ -29,7 +29,7 @@ from ivtune.runner.spectrum import (
     sample_token_indices,
     singular_values,
 )
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"seg": REPO / "configs" / "seg" / "synthetic_tiny.yaml",

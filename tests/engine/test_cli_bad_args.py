@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ivtune.cli import main
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SEG = REPO / "configs" / "seg" / "synthetic_tiny.yaml"
 

@@ -17,7 +17,7 @@ from ivtune.runner.onnx_model import OnnxBackend, OnnxModelError
 from ivtune.runner.predictor import Predictor
 from ivtune.runner.run import build_module_seeded, train
 from ivtune.tasks import get_task
-from tests.conftest import SHARED, requires_shared
+from tests.helpers import SHARED, requires_shared
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"seg": REPO / "configs" / "seg" / "synthetic_tiny.yaml",
            "sod": REPO / "configs" / "sod" / "synthetic_tiny.yaml",
            "det": REPO / "configs" / "det" / "synthetic_tiny_fcos.yaml"}
-FAMILIES = {  # backbone overrides of the tiny configs: a plain ViT and a hierarchical Swin (conftest TINY)
+FAMILIES = {  # backbone overrides of the tiny configs: a plain ViT and a hierarchical Swin (tests/helpers.py TINY)
     "vit": [],
     "swin": ["model.backbone=swin_tiny_patch4_window7_224",
              "model.timm_kwargs={embed_dim: 32, depths: [1, 1, 2, 1], num_heads: [1, 2, 4, 8], img_size: [96, 128]}"],

@@ -15,7 +15,7 @@ from ivtune.errors import ConfigError, WeightsUnavailableError
 from ivtune.runner.hub import HubError, from_pretrained, push_to_hub, save_pretrained
 from ivtune.runner.predictor import Predictor
 from ivtune.runner.run import evaluate, train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 hub = pytest.importorskip("huggingface_hub")
 

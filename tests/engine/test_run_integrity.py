@@ -27,7 +27,7 @@ from ivtune.errors import CheckpointMismatchError, ConfigError, RunLockedError, 
 from ivtune.runner.predict import predict_pairs
 from ivtune.runner.run import evaluate, load_run_model, resolve, train
 from ivtune.runner.rundir import LOCK_FILE, Manifest, RunLock
-from tests.conftest import TINY, retarget
+from tests.helpers import TINY, retarget
 from tests.task_tester import run_weights
 
 REPO = Path(__file__).resolve().parents[2]

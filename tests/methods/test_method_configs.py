@@ -29,7 +29,7 @@ from ivtune.inject.lora import LoRAUpdate
 from ivtune.inject.vpt import PromptTokens
 from ivtune.methods import method_config
 from ivtune.modules import EMPG, HybridAdapter, InternalPromptAdapter
-from tests.conftest import TINY, pair
+from tests.helpers import TINY, pair
 
 CONFIG_OF = {
     "iv-tuning": IVTuningConfig, "full": IVTuningConfig, "frozen": FrozenConfig, "vpt": VPTConfig,

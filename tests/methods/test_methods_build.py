@@ -18,7 +18,7 @@ from ivtune.inject.vpt import PromptTokens, VPTBlock
 from ivtune.inject.wrappers import AdaptedBlock, BlockWrapper
 from ivtune.methods import METHODS
 from ivtune.methods.dual_branch import DualBranchBackbone
-from tests.conftest import TINY, pair, train_steps
+from tests.helpers import TINY, pair, train_steps
 
 FAMILIES = ["vit", "eva02", "swin"]
 NEW = ["dual-branch", "frozen", "vpt", "adaptformer", "lora"]

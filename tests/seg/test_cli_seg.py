@@ -12,7 +12,7 @@ from PIL import Image
 from ivtune.cli import main
 from ivtune.errors import DataError
 from ivtune.runner.run import train
-from tests.conftest import retarget
+from tests.helpers import retarget
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "seg" / "synthetic_tiny.yaml"
 
