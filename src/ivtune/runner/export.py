@@ -131,7 +131,9 @@ def check_dynamic(module: nn.Module, what: str, multiple: int) -> None:
     from ..backbones.base import IVBackbone
 
     families = {m.family.name for m in module.modules() if isinstance(m, IVBackbone)}
-    for family in sorted(families & set(FIXED_SIZE_FAMILIES)):
+    fixed = sorted(families & set(FIXED_SIZE_FAMILIES))
+    if fixed:
+        family = fixed[0]
         raise ExportError(f"--dynamic is not supported for {what}: the {family} backbone family fixes the input "
                           f"height / width ({FIXED_SIZE_FAMILIES[family]}). Export one graph per input size with "
                           f"--size H W (multiples of {multiple}).")
