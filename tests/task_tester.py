@@ -18,6 +18,7 @@ from lightning.pytorch import Callback
 from safetensors.torch import load_file
 
 from ivtune.checkpoint import trainable_state_dict
+from ivtune.engine.checkpointing import MODEL_FILE
 from ivtune.errors import CheckpointMismatchError
 from ivtune.runner.run import load_run_model, train
 
@@ -36,14 +37,20 @@ def logged_losses(run_dir: Path) -> list[float]:
     return rows
 
 
-def ddp_evaluate(run_dir: Path, overrides: list[str], cwd: Path, split: str = "test") -> dict[str, Any]:
-    """``ivtune eval RUN`` on 2 gloo ranks (CPU) in a subprocess; the ``metrics.json`` it wrote."""
-    args = [sys.executable, "-m", "ivtune.cli", "eval", str(run_dir)]
+def cli_on_two_ranks(command: str, target: Path, overrides: list[str], cwd: Path) -> None:
+    """``ivtune COMMAND TARGET --set ...`` on 2 gloo ranks (CPU, one torch thread each) in a subprocess: Lightning's
+    launcher, as users run it; a failure shows the end of its stderr."""
+    args = [sys.executable, "-m", "ivtune.cli", command, str(target)]
     for o in [*overrides, "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]:
         args += ["--set", o]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def ddp_evaluate(run_dir: Path, overrides: list[str], cwd: Path, split: str = "test") -> dict[str, Any]:
+    """``ivtune eval RUN`` on 2 gloo ranks (CPU) in a subprocess; the ``metrics.json`` it wrote."""
+    cli_on_two_ranks("eval", run_dir, overrides, cwd)
     return json.loads((Path(run_dir) / "eval" / split / "metrics.json").read_text())
 
 
@@ -69,7 +76,7 @@ def crash_run(config: Path, overrides: list[str], run_dir: Path, *, crash_at: in
 
 def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The trainable tensors a run saved (``checkpoints/model.safetensors``)."""
-    return load_file(str(Path(run_dir) / "checkpoints" / "model.safetensors"))
+    return load_file(str(Path(run_dir) / "checkpoints" / MODEL_FILE))
 
 
 def assert_same_weights(run_a: Path, run_b: Path) -> dict[str, torch.Tensor]:

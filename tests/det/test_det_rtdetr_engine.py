@@ -29,6 +29,7 @@ from tests.task_tester import (
     assert_loads_trained,
     assert_refuses_missing_tensor,
     assert_same_weights,
+    cli_on_two_ranks,
     crash_run,
     run_weights,
 )
@@ -280,15 +281,10 @@ def test_ddp_training_on_two_ranks_with_batches_of_negatives(tmp_path):
     # step 2 starts)
     root = _folders_with_negatives(tmp_path / "data")
     config = retarget(TINY, "folders", tmp_path)
-    args = [sys.executable, "-m", "ivtune.cli", "train", str(config)]
-    for o in [f"data.root={root}", "data.val_split=test", "data.batch_size=1", "data.eval_batch_size=1",
-              "train.max_steps=2", "train.val_every=2", "train.checkpoint_every=2", "train.devices=2",
-              "train.strategy=ddp", "train.accelerator=cpu", f"train.output_dir={tmp_path / 'runs'}",
-              "train.run_name=ddp", "train.progress_bar=false"]:
-        args += ["--set", o]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli_on_two_ranks("train", config, [f"data.root={root}", "data.val_split=test", "data.batch_size=1",
+                                        "data.eval_batch_size=1", "train.max_steps=2", "train.val_every=2",
+                                        "train.checkpoint_every=2", f"train.output_dir={tmp_path / 'runs'}",
+                                        "train.run_name=ddp", "train.progress_bar=false"], tmp_path)
     ckpt = torch.load(tmp_path / "runs" / "ddp" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,6 +21,7 @@ from ivtune.tasks.seg.task import SegTask
 from tests.task_tester import (
     assert_run_dir_complete,
     assert_same_weights,
+    cli_on_two_ranks,
     crash_run,
     logged_losses,
     run_overrides,
@@ -128,13 +126,8 @@ def one_process_update(tmp_path_factory) -> tuple[list[str], torch.Tensor, dict[
 def assert_two_ranks_match_one(reference, tmp_path: Path, *extra: str) -> None:
     """``ivtune train`` on 2 gloo ranks at batch 2 each moves the weights as one process at batch 4 does."""
     params, d_one, init = reference
-    args = [sys.executable, "-m", "ivtune.cli", "train", str(TINY_CONFIG)]
-    for o in overrides(tmp_path / "two", *DDP_COMMON, "train.devices=2", "train.strategy=ddp", "data.batch_size=2",
-                       *extra):
-        args += ["--set", o]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli_on_two_ranks("train", TINY_CONFIG, overrides(tmp_path / "two", *DDP_COMMON, "data.batch_size=2", *extra),
+                     tmp_path)
     two = run_weights(tmp_path / "two" / "run")
     d_two = torch.cat([(two[k] - init[k]).flatten() for k in params])
     cosine = torch.nn.functional.cosine_similarity(d_one, d_two, dim=0).item()
