@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 
 # pytest -n 2 runs two workers on the 2-core CI machine: one intra-op thread each avoids oversubscription
 # (shared machines ran some tests ~30x slower with torch's default thread count); set here, before xdist starts its
@@ -34,11 +34,10 @@ LONGEST_FIRST = ("engine/test_export.py", "seg/test_seg_engine.py", "det/test_de
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    tests = REPO / "tests"
 
     def file_rank(item: pytest.Item) -> int:
         path = Path(item.path)
-        return rank.get(path.relative_to(tests).as_posix() if path.is_relative_to(tests) else "", len(rank))
+        return rank.get(path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else "", len(rank))
 
     items.sort(key=file_rank)  # stable: the order within a file, and of the other files, stays
 

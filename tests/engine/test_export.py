@@ -92,9 +92,7 @@ DYNAMIC = {"vit": {"seg": [], "sod": [], "det": []},
            "eva": {"seg": EVA, "sod": EVA + ["data.size=[84, 112]"], "det": EVA}}
 
 
-@SLOW
-@pytest.mark.parametrize("task, family", [pytest.param(t, f, id=f"{t}-{f}") for t in ("seg", "sod", "det")
-                                          for f in DYNAMIC])
+@pytest.mark.parametrize("task, family", params([(t, f) for t in ("seg", "sod", "det") for f in DYNAMIC], in_ci=[]))
 def test_dynamic_sizes_where_supported(task, family, tmp_path):
     module = module_of(task, "vit", *DYNAMIC[family][task])
     report = export_module(module, tmp_path / "dyn.onnx", dynamic=True)
